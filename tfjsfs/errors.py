@@ -1,0 +1,74 @@
+"""One hierarchy for every error tfjsfs raises.
+
+Every class derives from :class:`TFJSError`. Format problems are also
+:class:`ValueError`, missing things are also :class:`FileNotFoundError`, and
+transfer failures are also :class:`OSError`, so callers that already catch the
+builtin kinds keep working.
+
+Messages always name the file, the weight and the byte counts involved.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BundleExistsError",
+    "FormatError",
+    "HandlerNotFoundError",
+    "ManifestError",
+    "ModelNotFoundError",
+    "QuantizationError",
+    "ShardMissingError",
+    "TFJSError",
+    "TransferError",
+    "UnsafePathError",
+    "UploadError",
+    "WeightDataError",
+]
+
+
+class TFJSError(Exception):
+    """Base class of every tfjsfs error."""
+
+
+class FormatError(TFJSError, ValueError):
+    """A model.json or weight buffer does not follow the TF.js format."""
+
+
+class ManifestError(FormatError):
+    """model.json is malformed: bad JSON, missing keys, bad weight entries."""
+
+
+class QuantizationError(FormatError):
+    """A weight's quantization metadata is missing or unsupported."""
+
+
+class WeightDataError(FormatError):
+    """Weight bytes disagree with the manifest (short, long or undecodable)."""
+
+
+class UnsafePathError(TFJSError, ValueError):
+    """A manifest path escapes the model folder or names another host."""
+
+
+class ModelNotFoundError(TFJSError, FileNotFoundError):
+    """No model.json at the given location."""
+
+
+class ShardMissingError(TFJSError, FileNotFoundError):
+    """A weight shard named in the manifest does not exist."""
+
+
+class BundleExistsError(TFJSError, FileExistsError):
+    """A bundle already exists where a create-only save was asked for."""
+
+
+class HandlerNotFoundError(TFJSError, ValueError):
+    """No IOHandler (or more than one) matches a URL."""
+
+
+class TransferError(TFJSError, OSError):
+    """A transfer failed after retries (HTTP status, reset, truncated body)."""
+
+
+class UploadError(FormatError):
+    """A TF.js multipart upload is incomplete or inconsistent."""
