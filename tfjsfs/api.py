@@ -127,9 +127,7 @@ async def load_model_async(
         return await _call(handler.load)
     fs, path = resolve(url, **dict(storage_options or {}))
     bundle = await open_bundle(fs, path, allow_outside=allow_outside)
-    buffer, index = await fetch_bundle(
-        fs, bundle, batch_size=batch_size, callback=callback
-    )
+    buffer, index = await fetch_bundle(fs, bundle, batch_size=batch_size, callback=callback)
     return _artifacts_from(bundle.doc, buffer, index)
 
 
@@ -152,9 +150,7 @@ def _artifacts_from(doc, buffer: np.ndarray, index: WeightIndex) -> ModelArtifac
         cursor = 0
         for loc in locations:
             absolute = group_starts[loc.group] + loc.start
-            data[cursor : cursor + loc.nbytes] = buffer[
-                absolute : absolute + loc.nbytes
-            ]
+            data[cursor : cursor + loc.nbytes] = buffer[absolute : absolute + loc.nbytes]
             cursor += loc.nbytes
     artifacts = ModelArtifacts.from_model_json(doc, data)
     artifacts.problems = index.problems()
@@ -281,9 +277,7 @@ def save_model(artifacts: ModelArtifacts, url: Any, **options: Any) -> SaveResul
     return _run(save_model_async(artifacts, url, **options))
 
 
-def requantize(
-    artifacts: ModelArtifacts, quantize: str | Mapping[str, Any]
-) -> ModelArtifacts:
+def requantize(artifacts: ModelArtifacts, quantize: str | Mapping[str, Any]) -> ModelArtifacts:
     """Artifacts with float32 weights quantized as *quantize* says.
 
     Weights that are already quantized are kept byte for byte.
@@ -291,13 +285,9 @@ def requantize(
     plan = quantization_plan([s.name for s in artifacts.weight_specs], quantize)
     view = memoryview(artifacts.weight_data).cast("B")
     specs, chunks = [], []
-    for spec, (start, end) in zip(
-        artifacts.weight_specs, artifacts.weight_offsets(), strict=True
-    ):
+    for spec, (start, end) in zip(artifacts.weight_specs, artifacts.weight_offsets(), strict=True):
         if spec.quantization is None and spec.name in plan:
-            spec, data = encode_weight(
-                spec.name, artifacts.weights[spec.name], plan[spec.name]
-            )
+            spec, data = encode_weight(spec.name, artifacts.weights[spec.name], plan[spec.name])
         else:
             data = [view[start:end]]
         specs.append(spec)

@@ -251,9 +251,7 @@ class ModelArtifacts:
     @property
     def weight_data_bytes(self) -> int:
         """Length of ``weight_data``."""
-        return (
-            memoryview(self.weight_data).nbytes if self.weight_data is not None else 0
-        )
+        return memoryview(self.weight_data).nbytes if self.weight_data is not None else 0
 
     def weight_offsets(self) -> list[tuple[int, int]]:
         """``(start, end)`` of every weight in ``weight_data``, in spec order.
@@ -312,9 +310,7 @@ class ModelArtifacts:
         return ModelArtifactsInfo(
             date_saved=date_saved or _dt.datetime.now(_dt.UTC),
             model_topology_type="JSON",
-            model_topology_bytes=len(dumps_compact(topology))
-            if topology is not None
-            else 0,
+            model_topology_bytes=len(dumps_compact(topology)) if topology is not None else 0,
             weight_specs_bytes=len(dumps_compact(specs)) if self.weight_specs else 0,
             weight_data_bytes=self.weight_data_bytes,
         )

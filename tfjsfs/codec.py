@@ -112,16 +112,13 @@ def decode_weight(spec: WeightSpec, buf: Any, *, source: str = "") -> np.ndarray
     view = memoryview(buf).cast("B")
     if spec.dtype == "string":
         if spec.size and len(view) < 4 * spec.size:
-            raise WeightDataError(
-                f"{where}: {len(view)} bytes cannot hold {spec.size} strings"
-            )
+            raise WeightDataError(f"{where}: {len(view)} bytes cannot hold {spec.size} strings")
         string_byte_length(view, spec.size, where=where)
         return _decode_strings(view, spec, where)
     expected = spec.byte_length
     if len(view) != expected:
         raise WeightDataError(
-            f"{where}: expected {expected} bytes ({spec.dtype}{list(spec.shape)}), "
-            f"got {len(view)}"
+            f"{where}: expected {expected} bytes ({spec.dtype}{list(spec.shape)}), got {len(view)}"
         )
     q = spec.quantization
     stored = _NUMPY[q.dtype if q else spec.dtype]
@@ -192,9 +189,7 @@ def normalize_array(name: str, value: Any) -> np.ndarray:
 def _tfjs_dtype(array: np.ndarray) -> str:
     if array.dtype == object:
         return "string"
-    return {"f": "float32", "i": "int32", "b": "bool", "c": "complex64"}[
-        array.dtype.kind
-    ]
+    return {"f": "float32", "i": "int32", "b": "bool", "c": "complex64"}[array.dtype.kind]
 
 
 def quantize(array: np.ndarray, qdtype: str) -> tuple[np.ndarray, Quantization]:
@@ -212,9 +207,7 @@ def quantize(array: np.ndarray, qdtype: str) -> tuple[np.ndarray, Quantization]:
         Stored values and the manifest entry (with ``original_dtype``).
     """
     if array.dtype != np.float32:
-        raise QuantizationError(
-            f"only float32 weights are quantized, not {array.dtype}"
-        )
+        raise QuantizationError(f"only float32 weights are quantized, not {array.dtype}")
     if qdtype == "float16":
         return array.astype("<f2"), Quantization("float16", original_dtype="float32")
     if qdtype not in ("uint8", "uint16"):
@@ -227,9 +220,7 @@ def quantize(array: np.ndarray, qdtype: str) -> tuple[np.ndarray, Quantization]:
     if not (np.isfinite(lo) and np.isfinite(hi)):
         raise QuantizationError("cannot quantize weights with non-finite values")
     if lo == hi:
-        return np.zeros(array.shape, target), Quantization(
-            qdtype, 1.0, float(lo), "float32"
-        )
+        return np.zeros(array.shape, target), Quantization(qdtype, 1.0, float(lo), "float32")
     top = np.iinfo(target).max
     scale = (hi - lo) / top
     if lo <= 0 <= hi:
@@ -304,9 +295,7 @@ def encode_weight(
     quantization = None
     if quantize_dtype is not None and dtype == "float32":
         array, quantization = quantize(array, quantize_dtype)
-    spec = WeightSpec(
-        name, tuple(int(d) for d in array.shape), dtype, group, quantization
-    )
+    spec = WeightSpec(name, tuple(int(d) for d in array.shape), dtype, group, quantization)
     if dtype == "string":
         chunks: list[bytes | memoryview] = []
         for item in array.reshape(-1):

@@ -48,9 +48,7 @@ async def locate_model_json(fs: Any, path: str) -> str:
     try:
         names = await fs._ls(path, detail=False)
     except (FileNotFoundError, NotADirectoryError):
-        raise ModelNotFoundError(
-            f"no model at {path}: the folder does not exist"
-        ) from None
+        raise ModelNotFoundError(f"no model at {path}: the folder does not exist") from None
     candidates = json_candidates(names)
     if len(candidates) == 1:
         return candidates[0]
@@ -99,9 +97,7 @@ def resolve_shard_paths(
             if "://" in rel:
                 paths.append(rel)
             else:
-                paths.append(
-                    posixpath.normpath(posixpath.join(folder, rel.split("?")[0]))
-                )
+                paths.append(posixpath.normpath(posixpath.join(folder, rel.split("?")[0])))
         out.append(paths)
     return out
 
@@ -110,9 +106,7 @@ async def open_bundle(fs: Any, path: str, *, allow_outside: bool = False) -> Bun
     """Locate and parse the bundle at *path*."""
     json_path = await locate_model_json(fs, path)
     doc = await read_model_json(fs, json_path)
-    return Bundle(
-        json_path, doc, resolve_shard_paths(doc, json_path, allow_outside=allow_outside)
-    )
+    return Bundle(json_path, doc, resolve_shard_paths(doc, json_path, allow_outside=allow_outside))
 
 
 async def shard_sizes(fs: Any, bundle: Bundle) -> list[list[int]]:
@@ -131,11 +125,7 @@ async def shard_sizes(fs: Any, bundle: Bundle) -> list[list[int]]:
         listing = []
     for entry in listing:
         name = posixpath.normpath(entry["name"].rstrip("/"))
-        if (
-            name in wanted
-            and entry.get("type") == "file"
-            and entry.get("size") is not None
-        ):
+        if name in wanted and entry.get("type") == "file" and entry.get("size") is not None:
             sizes[name] = int(entry["size"])
 
     async def one(path: str) -> None:
@@ -146,9 +136,7 @@ async def shard_sizes(fs: Any, bundle: Bundle) -> list[list[int]]:
                 f"{bundle.json_path}: weight shard {path} does not exist"
             ) from None
         if info.get("type") != "file" or info.get("size") is None:
-            raise ShardMissingError(
-                f"{bundle.json_path}: weight shard {path} is not a file"
-            )
+            raise ShardMissingError(f"{bundle.json_path}: weight shard {path} is not a file")
         sizes[path] = int(info["size"])
 
     await gather_bounded((one(p) for p in wanted if p not in sizes), DEFAULT_BATCH_SIZE)
@@ -167,9 +155,7 @@ async def _read_local(path: str, out: memoryview, json_path: str) -> None:
     try:
         got = await asyncio.to_thread(read)
     except FileNotFoundError:
-        raise ShardMissingError(
-            f"{json_path}: weight shard {path} does not exist"
-        ) from None
+        raise ShardMissingError(f"{json_path}: weight shard {path} does not exist") from None
     _check_length(json_path, path, len(out), got)
 
 
@@ -191,17 +177,13 @@ async def fetch_into(
         try:
             data = await fs._cat_file(path)
         except FileNotFoundError:
-            raise ShardMissingError(
-                f"{json_path}: weight shard {path} does not exist"
-            ) from None
+            raise ShardMissingError(f"{json_path}: weight shard {path} does not exist") from None
         _check_length(json_path, path, len(out), len(data))
         out[:] = data
     callback.relative_update(len(out))
 
 
-def group_string_lengths(
-    doc: ModelJSON, group_views: Sequence[memoryview], source: str
-):
+def group_string_lengths(doc: ModelJSON, group_views: Sequence[memoryview], source: str):
     """Byte lengths of string weights, found by walking their length prefixes."""
     lengths: dict[str, int] = {}
     for group, view in zip(doc.weights_manifest, group_views, strict=True):
@@ -244,9 +226,7 @@ async def fetch_bundle(
         start = offset
         for path, size in zip(paths, group_sizes, strict=True):
             jobs.append(
-                fetch_into(
-                    fs, path, view[offset : offset + size], bundle.json_path, callback
-                )
+                fetch_into(fs, path, view[offset : offset + size], bundle.json_path, callback)
             )
             offset += size
         group_views.append(view[start:offset])
@@ -254,7 +234,5 @@ async def fetch_bundle(
     strings = group_string_lengths(bundle.doc, group_views, bundle.json_path)
     index = WeightIndex(bundle.doc.weights_manifest, sizes, bundle.json_path, strings)
     if index.unresolved:
-        raise ManifestError(
-            f"{bundle.json_path}: could not place {index.unresolved[0]!r}"
-        )
+        raise ManifestError(f"{bundle.json_path}: could not place {index.unresolved[0]!r}")
     return buffer, index

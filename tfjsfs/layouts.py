@@ -101,9 +101,7 @@ def plan_bundle(
         File name prefix for the downloads layout.
     """
     if layout not in LAYOUTS:
-        raise FormatError(
-            f"unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}"
-        )
+        raise FormatError(f"unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
     offsets = artifacts.weight_offsets()
     specs = artifacts.weight_specs
     total = offsets[-1][1] if offsets else 0

@@ -135,11 +135,7 @@ def _is_int(value: Any) -> bool:
 
 
 def _is_number(value: Any) -> bool:
-    return (
-        isinstance(value, (int, float))
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-    )
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclass(frozen=True)
@@ -252,9 +248,7 @@ class WeightSpec:
         label = f"{source}: weight {name!r}"
         shape = entry.get("shape")
         if not isinstance(shape, list) or not all(_is_int(d) for d in shape):
-            raise ManifestError(
-                f"{label}: shape must be a list of integers, got {shape!r}"
-            )
+            raise ManifestError(f"{label}: shape must be a list of integers, got {shape!r}")
         if any(d < 0 for d in shape):
             raise ManifestError(f"{label}: negative dimension in shape {shape}")
         dtype = entry.get("dtype")
@@ -295,9 +289,7 @@ def _parse_quantization(quant: Any, label: str, dtype: str) -> Quantization:
                 f"{label}: {qdtype} quantization of a {dtype} weight is unsupported"
             )
         if scale is None or minimum is None:
-            raise QuantizationError(
-                f"{label}: quantization {qdtype} needs both 'min' and 'scale'"
-            )
+            raise QuantizationError(f"{label}: quantization {qdtype} needs both 'min' and 'scale'")
         if not (_is_number(scale) and _is_number(minimum)):
             raise QuantizationError(
                 f"{label}: quantization 'min'/'scale' must be finite numbers, "
@@ -341,8 +333,7 @@ def parse_weights_manifest(manifest: Any, source: str) -> tuple[WeightGroup, ...
     """Validate a ``weightsManifest`` list (also the legacy weights_manifest.json)."""
     if not isinstance(manifest, list):
         raise ManifestError(
-            f"{source}: 'weightsManifest' must be a list of groups, "
-            f"got {type(manifest).__name__}"
+            f"{source}: 'weightsManifest' must be a list of groups, got {type(manifest).__name__}"
         )
     groups = []
     seen: dict[str, int] = {}
@@ -559,9 +550,7 @@ class WeightIndex:
     def _index_group(self, g: int, group: WeightGroup, lengths: dict) -> None:
         sizes = self.shard_sizes[g]
         if len(sizes) != len(group.paths):
-            raise ValueError(
-                f"group {g + 1}: {len(group.paths)} paths, {len(sizes)} sizes"
-            )
+            raise ValueError(f"group {g + 1}: {len(group.paths)} paths, {len(sizes)} sizes")
         bounds = [0]
         for size in sizes:
             bounds.append(bounds[-1] + size)
@@ -586,8 +575,7 @@ class WeightIndex:
     def _short_group_error(self, g, group, spec, start, end, total) -> WeightDataError:
         expected = group.expected_bytes
         shards = ", ".join(
-            f"{p} ({s} bytes)"
-            for p, s in zip(group.paths, self.shard_sizes[g], strict=True)
+            f"{p} ({s} bytes)" for p, s in zip(group.paths, self.shard_sizes[g], strict=True)
         )
         need = f"expected {expected} bytes" if expected is not None else ""
         return WeightDataError(
@@ -617,9 +605,7 @@ class WeightIndex:
         return out
 
 
-def _segments(
-    bounds: list[int], start: int, end: int
-) -> tuple[tuple[int, int, int], ...]:
+def _segments(bounds: list[int], start: int, end: int) -> tuple[tuple[int, int, int], ...]:
     """Split group range [start, end) into per-shard (index, start, end) pieces."""
     if start == end:
         return ()

@@ -13,6 +13,7 @@ mixes old and new bytes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import posixpath
 import secrets
@@ -62,12 +63,9 @@ def _fresh_names(plan: BundlePlan, taken: set[str]) -> BundlePlan:
         stem, ext = posixpath.splitext(path)
         return f"{stem}-{token}{ext}" if ext == ".bin" else f"{path}-{token}"
 
-    shards = tuple(
-        ShardPlan(rename(s.path), s.group, s.start, s.end) for s in plan.shards
-    )
+    shards = tuple(ShardPlan(rename(s.path), s.group, s.start, s.end) for s in plan.shards)
     groups = tuple(
-        WeightGroup(tuple(rename(p) for p in g.paths), g.weights, g.extra)
-        for g in plan.groups
+        WeightGroup(tuple(rename(p) for p in g.paths), g.weights, g.extra) for g in plan.groups
     )
     return BundlePlan(plan.json_name, groups, shards)
 
@@ -93,9 +91,7 @@ async def _publish(fs: Any, path: str, data: bytes, overwrite: bool) -> None:
     try:
         await fs._pipe_file(path, data, mode=mode)
     except FileExistsError:
-        raise BundleExistsError(
-            f"{path} already exists (pass overwrite=True)"
-        ) from None
+        raise BundleExistsError(f"{path} already exists (pass overwrite=True)") from None
 
 
 def _publish_local(path: str, data: bytes, overwrite: bool) -> None:
@@ -112,9 +108,7 @@ def _publish_local(path: str, data: bytes, overwrite: bool) -> None:
             try:
                 os.link(tmp, path)
             except FileExistsError:
-                raise BundleExistsError(
-                    f"{path} already exists (pass overwrite=True)"
-                ) from None
+                raise BundleExistsError(f"{path} already exists (pass overwrite=True)") from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -122,10 +116,8 @@ def _publish_local(path: str, data: bytes, overwrite: bool) -> None:
 
 async def _remove_quietly(fs: Any, paths: Sequence[str]) -> None:
     for path in paths:
-        try:
+        with contextlib.suppress(FileNotFoundError, OSError):
             await fs._rm_file(path)
-        except (FileNotFoundError, OSError):
-            pass
 
 
 async def write_bundle(
