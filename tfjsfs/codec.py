@@ -173,9 +173,9 @@ def normalize_array(name: str, value: Any) -> np.ndarray:
                     f"got {type(item).__name__}"
                 )
         return out.reshape(array.shape)
-    if array.dtype == np.int64:
-        if array.size and (array.min() < -(2**31) or array.max() > 2**31 - 1):
-            raise FormatError(f"weight {name!r}: int64 values do not fit in int32")
+    is_int64 = array.dtype == np.int64 and array.size
+    if is_int64 and (array.min() < -(2**31) or array.max() > 2**31 - 1):
+        raise FormatError(f"weight {name!r}: int64 values do not fit in int32")
     if array.dtype in _AUTO_CONVERT:
         return array.astype(_AUTO_CONVERT[array.dtype])
     if array.dtype in (np.float32, np.int32, np.bool_, np.complex64):

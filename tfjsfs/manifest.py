@@ -424,9 +424,8 @@ class ModelJSON:
             elif key in ("format", "generatedBy", "convertedBy"):
                 if value is not None and not isinstance(value, str):
                     raise ManifestError(f"{source}: '{key}' must be a string")
-            elif key in _OBJECT_KEYS and value is not None:
-                if not isinstance(value, dict):
-                    raise ManifestError(f"{source}: '{key}' must be a JSON object")
+            elif key in _OBJECT_KEYS and value is not None and not isinstance(value, dict):
+                raise ManifestError(f"{source}: '{key}' must be a JSON object")
             values[attr] = value
         known = {k for k, _ in _KEYS}
         extra = {k: v for k, v in doc.items() if k not in known}
