@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -304,9 +304,4 @@ def encode_weight(
         return spec, chunks
     stored = _NUMPY[quantization.dtype] if quantization else _NUMPY[dtype]
     data = np.ascontiguousarray(array, dtype=stored)
-    return spec, [memoryview(data).cast("B")]
-
-
-def iter_chunks_bytes(chunks: Iterable[bytes | memoryview]) -> int:
-    """Total length of a sequence of byte chunks."""
-    return sum(memoryview(c).nbytes for c in chunks)
+    return spec, [memoryview(data.reshape(-1).view(np.uint8))]
