@@ -20,7 +20,9 @@ def load_converter():
     if "tensorflowjs.write_weights" not in sys.modules:
         spec = importlib.util.find_spec("tensorflowjs")
         if spec is None:
-            pytest.skip("tensorflowjs 4.22.0 is not installed (pip install --no-deps tensorflowjs)")
+            pytest.skip(
+                "tensorflowjs 4.22.0 is not installed (pip install --no-deps tensorflowjs)"
+            )
         package = sys.modules.get("tensorflowjs")
         if package is None or not hasattr(package, "__path__"):
             package = types.ModuleType("tensorflowjs")

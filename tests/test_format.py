@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from converter import load_converter
 
 from tfjsfs import ModelArtifacts, ModelJSON
 from tfjsfs.codec import decode_weight, encode_weight, quantization_plan, quantize
@@ -18,8 +19,6 @@ from tfjsfs.errors import (
     WeightDataError,
 )
 from tfjsfs.manifest import WeightIndex, check_shard_path, dumps_compact, js_number
-
-from converter import load_converter
 
 FULL_MODEL_JSON = {
     "modelTopology": {"class_name": "Sequential", "config": {"layers": []}},
@@ -96,13 +95,20 @@ def test_bad_model_json_documents(text, message):
 
 
 def _doc(*weights, paths=("g.bin",)):
-    return {"modelTopology": {}, "weightsManifest": [{"paths": list(paths), "weights": list(weights)}]}
+    return {
+        "modelTopology": {},
+        "weightsManifest": [{"paths": list(paths), "weights": list(weights)}],
+    }
 
 
 @pytest.mark.parametrize(
     ("entry", "error", "message"),
     [
-        ({"name": "a", "shape": [2], "dtype": "float64"}, ManifestError, "unknown dtype 'float64'"),
+        (
+            {"name": "a", "shape": [2], "dtype": "float64"},
+            ManifestError,
+            "unknown dtype 'float64'",
+        ),
         ({"name": "a", "shape": [-1], "dtype": "float32"}, ManifestError, "negative dimension"),
         ({"name": "a", "shape": [1.5], "dtype": "float32"}, ManifestError, "list of integers"),
         ({"name": "a", "shape": [True], "dtype": "float32"}, ManifestError, "list of integers"),
@@ -172,7 +178,9 @@ def test_index_segments_span_shards_and_report_trailing_bytes():
     index = WeightIndex(doc.weights_manifest, [[10, 10, 14]], "m.json")
     assert index["a"].segments == ((0, 0, 10), (1, 0, 2))
     assert index["b"].segments == ((1, 2, 10), (2, 0, 12))
-    assert index.problems() == ["m.json: group 1 has 2 trailing bytes after its last weight (last shard s3)"]
+    assert index.problems() == [
+        "m.json: group 1 has 2 trailing bytes after its last weight (last shard s3)"
+    ]
 
 
 @pytest.mark.parametrize(
@@ -221,12 +229,17 @@ def test_numeric_round_trip_is_exact(value):
     expected = np.asarray(value)
     assert back.shape == expected.shape and back.dtype == expected.dtype
     assert np.array_equal(back, expected)
-    assert len(data) == spec.byte_length == expected.size * {
-        "float32": 4,
-        "int32": 4,
-        "bool": 1,
-        "complex64": 8,
-    }[spec.dtype]
+    assert (
+        len(data)
+        == spec.byte_length
+        == expected.size
+        * {
+            "float32": 4,
+            "int32": 4,
+            "bool": 1,
+            "complex64": 8,
+        }[spec.dtype]
+    )
 
 
 def test_complex64_is_interleaved_real_imag():
@@ -237,7 +250,10 @@ def test_complex64_is_interleaved_real_imag():
 def test_strings_use_uint32_le_prefixes_and_empty_tensors_take_no_bytes():
     spec, data, back = _roundtrip("s", np.array([["héllo", ""], ["x", "yz"]]))
     assert spec.dtype == "string" and spec.shape == (2, 2)
-    assert data == b"\x06\x00\x00\x00h\xc3\xa9llo" + b"\x00" * 4 + b"\x01\x00\x00\x00x\x02\x00\x00\x00yz"
+    assert (
+        data
+        == b"\x06\x00\x00\x00h\xc3\xa9llo" + b"\x00" * 4 + b"\x01\x00\x00\x00x\x02\x00\x00\x00yz"
+    )
     assert back.tolist() == [[b"h\xc3\xa9llo", b""], [b"x", b"yz"]]
     spec, data, back = _roundtrip("e", np.array([], dtype=object))
     assert data == b"" and spec.byte_length == 0 and back.shape == (0,)
@@ -254,7 +270,9 @@ def test_auto_conversion_like_the_converter():
 
 def test_decode_checks_the_byte_count():
     spec, _ = encode_weight("w", np.zeros(4, np.float32))
-    with pytest.raises(WeightDataError, match=r"weight 'w': expected 16 bytes \(float32\[4\]\), got 15"):
+    with pytest.raises(
+        WeightDataError, match=r"weight 'w': expected 16 bytes \(float32\[4\]\), got 15"
+    ):
         decode_weight(spec, b"\x00" * 15)
     spec, _ = encode_weight("s", np.array(["abc"]))
     with pytest.raises(WeightDataError, match="claims 100 bytes"):
@@ -269,7 +287,11 @@ def test_quantization_matches_the_converter_byte_for_byte():
         rng.uniform(2, 5, size=100).astype(np.float32),  # 0 outside the range
         np.full(10, 3.25, np.float32),  # constant
     ):
-        for qdtype, np_dtype in (("uint8", np.uint8), ("uint16", np.uint16), ("float16", np.float16)):
+        for qdtype, np_dtype in (
+            ("uint8", np.uint8),
+            ("uint16", np.uint16),
+            ("float16", np.float16),
+        ):
             ours, meta = quantize(data, qdtype)
             theirs, their_meta = quantization.quantize_weights(data, np_dtype)
             assert ours.tobytes() == theirs.tobytes()
@@ -314,8 +336,16 @@ def test_quantization_plan_patterns_and_fallthrough():
 
 @pytest.mark.parametrize(
     ("value", "text"),
-    [(1.0, "1"), (0.1, "0.1"), (1e-7, "1e-7"), (1.5e-7, "1.5e-7"), (1e21, "1e+21"),
-     (2.5e20, "250000000000000000000"), (-0.00001, "-0.00001"), (123.456, "123.456")],
+    [
+        (1.0, "1"),
+        (0.1, "0.1"),
+        (1e-7, "1e-7"),
+        (1.5e-7, "1.5e-7"),
+        (1e21, "1e+21"),
+        (2.5e20, "250000000000000000000"),
+        (-0.00001, "-0.00001"),
+        (123.456, "123.456"),
+    ],
 )
 def test_numbers_are_written_as_javascript_writes_them(value, text):
     assert js_number(value) == text
@@ -325,7 +355,9 @@ def test_artifacts_info_counts_like_tfjs():
     topology = {"class_name": "Sequential", "config": {"name": "ü"}}
     art = ModelArtifacts.from_weights(topology, {"a": np.zeros(3, np.float32)})
     info = art.info()
-    assert info.model_topology_bytes == len('{"class_name":"Sequential","config":{"name":"ü"}}'.encode())
+    assert info.model_topology_bytes == len(
+        '{"class_name":"Sequential","config":{"name":"ü"}}'.encode()
+    )
     assert info.weight_specs_bytes == len(b'[{"name":"a","shape":[3],"dtype":"float32"}]')
     assert info.weight_data_bytes == 12
     stored = info.to_json()
@@ -334,7 +366,11 @@ def test_artifacts_info_counts_like_tfjs():
 
 
 def test_artifacts_groups_and_weights_view():
-    weights = {"a": np.ones(2, np.float32), "b": np.array(["s"]), "c": np.arange(3, dtype=np.int32)}
+    weights = {
+        "a": np.ones(2, np.float32),
+        "b": np.array(["s"]),
+        "c": np.arange(3, dtype=np.int32),
+    }
     art = ModelArtifacts.from_weights({}, weights, groups=[["c"], ["a", "b"]])
     assert [s.name for s in art.weight_specs] == ["c", "a", "b"]
     assert art.group_lengths == (1, 2)

@@ -34,10 +34,7 @@ def tfjs_bundles(tmp_path_factory):
 @pytest.mark.parametrize("model", MODELS)
 def test_tfjsfs_reads_what_tfjs_saves(tfjs_bundles, model, layout):
     expected = tfjs_bundles[(model, layout)]
-    json_file = expected["files"]["model_json"] if "model_json" in expected["files"] else None
-    folder = expected["files"]["outdir"] if "outdir" in expected["files"] else None
-    source = json_file or folder
-    loaded = tfjsfs.load_model(source)
+    loaded = tfjsfs.load_model(_source(expected))
     truth = weights_by_name(expected)
     assert [s.name for s in loaded.weight_specs] == list(truth)
     for name, value in truth.items():
