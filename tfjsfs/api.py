@@ -19,12 +19,16 @@ from fsspec.asyn import get_loop, sync
 from fsspec.callbacks import DEFAULT_CALLBACK, Callback
 
 from .artifacts import ModelArtifacts, SaveResult
+from .bundle import Bundle, gc_paused, group_offsets
 from .codec import encode_weight, quantization_plan
 from .errors import HandlerNotFoundError
-from .fetch import fetch_bundle, open_bundle
+from .fetch import ALIGN, arrays_from_buffer, fetch_all, fetch_arrays, index_from_buffer
 from .layouts import DEFAULT_SHARD_SIZE, ShardPlan, plan_bundle
-from .manifest import WeightGroup, WeightIndex
+from .manifest import WeightGroup
+from .opening import open_url, release, settings
 from .paths import resolve
+from .progress import progress_callback
+from .ranges import DEFAULT_MAX_GAP
 from .writer import write_bundle
 
 __all__ = [
@@ -34,6 +38,7 @@ __all__ = [
     "load_model",
     "load_model_async",
     "load_weights",
+    "load_weights_async",
     "register_handler",
     "save_model",
     "save_model_async",
@@ -111,32 +116,68 @@ def _run(coro: Any) -> Any:
 
 # ---------------------------------------------------------------- loading
 
+_LOAD_OPTIONS_DOC = """
+    batch_size : int, optional
+        Requests in flight at once (default 32).
+    allow_outside : bool
+        Follow manifest paths that leave the model folder or name a host
+        (refused by default).
+    callback : fsspec.callbacks.Callback, optional
+        Byte progress: ``set_size(total)`` then ``relative_update`` per chunk.
+    progress : bool, optional
+        Show a tqdm bar (default: when stderr is a terminal).
+    storage_options : dict, optional
+        Options for the inner filesystem.
+    headers : dict, optional
+        Extra HTTP request headers (model.json and shards).
+    weight_path_prefix : str, optional
+        Shard location prefix, concatenated verbatim with each manifest path.
+    weight_url_converter : callable, optional
+        ``f(manifest_path) -> url`` (plain or async), e.g. presigned URLs.
+    carry_query : bool
+        Over HTTP, carry model.json's query string onto shard URLs (TF.js
+        does; default True).
+    retries : int
+        Extra attempts after transient failures (5xx, resets, short bodies).
+    timeout : float or None
+        Per-request timeout in seconds.
+"""
+
+
+def _label(url: Any) -> str:
+    text = str(url).rstrip("/")
+    return text.rsplit("/", 1)[-1] or text
+
 
 async def load_model_async(
     url: Any,
     *,
-    batch_size: int | None = None,
-    allow_outside: bool = False,
-    callback: Callback = DEFAULT_CALLBACK,
-    storage_options: Mapping[str, Any] | None = None,
+    callback: Callback | None = None,
+    progress: bool | None = None,
     **options: Any,
 ) -> ModelArtifacts:
     """Coroutine twin of :func:`load_model`."""
     handler = _pick(url, "load", options)
     if handler is not None:
         return await _call(handler.load)
-    fs, path = resolve(url, **dict(storage_options or {}))
-    bundle = await open_bundle(fs, path, allow_outside=allow_outside)
-    buffer, index = await fetch_bundle(fs, bundle, batch_size=batch_size, callback=callback)
-    return _artifacts_from(bundle.doc, buffer, index)
+    config = settings(**options)
+    fs, bundle, owned = await open_url(url, config)
+    try:
+        with progress_callback(callback, progress, _label(url)) as reporter:
+            buffer = await fetch_all(
+                fs, bundle, batch_size=config.batch_size, callback=reporter, policy=config.policy
+            )
+        return _artifacts_from(bundle, buffer)
+    finally:
+        if owned:
+            await release(fs, bundle)
 
 
-def _artifacts_from(doc, buffer: np.ndarray, index: WeightIndex) -> ModelArtifacts:
+def _artifacts_from(bundle: Bundle, buffer: np.ndarray) -> ModelArtifacts:
     """Artifacts whose weight data is *buffer*, compacted only if groups have gaps."""
-    group_starts, offset = [], 0
-    for sizes in index.shard_sizes:
-        group_starts.append(offset)
-        offset += sum(sizes)
+    index = index_from_buffer(bundle, buffer)
+    doc = bundle.doc
+    group_starts = bundle.group_starts or group_offsets(index.shard_sizes)
     locations = [index[spec.name] for spec in doc.weight_specs]
     contiguous, cursor = True, 0
     for loc in locations:
@@ -158,34 +199,95 @@ def _artifacts_from(doc, buffer: np.ndarray, index: WeightIndex) -> ModelArtifac
 
 
 def load_model(url: Any, **options: Any) -> ModelArtifacts:
-    """Load a TF.js bundle (TF.js ``loadLayersModel``'s IO half).
+    (
+        """Load a TF.js bundle (TF.js ``loadLayersModel``'s IO half).
+
+    Every shard is fetched concurrently straight into one buffer; weights
+    are zero-copy views of it.
 
     Parameters
     ----------
     url : str, os.PathLike or IOHandler
         A model folder or its JSON file: local path, ``file://``, ``memory://``,
         ``s3://``, ``gs://``, ``http(s)://``, ``tfjs+…://`` or ``tfjs::…``.
-    batch_size : int, optional
-        Shards fetched at once.
-    allow_outside : bool
-        Follow manifest paths that leave the model folder (refused by default).
-    callback : fsspec.callbacks.Callback, optional
-        Byte progress.
-    storage_options : dict, optional
-        Options for the inner filesystem.
-
+    """
+        + _LOAD_OPTIONS_DOC
+        + """
     Returns
     -------
     ModelArtifacts
         With ``problems`` listing tolerated irregularities (trailing bytes).
+
+    Raises
+    ------
+    ModelNotFoundError, ShardMissingError, ManifestError, WeightDataError, TransferError
     """
+    )
     return _run(load_model_async(url, **options))
+
+
+async def load_weights_async(
+    url: Any,
+    names: Sequence[str] | None = None,
+    *,
+    callback: Callback | None = None,
+    progress: bool | None = None,
+    max_gap: int = DEFAULT_MAX_GAP,
+    **options: Any,
+) -> dict[str, np.ndarray]:
+    """Coroutine twin of :func:`load_weights`."""
+    if isinstance(names, str):
+        names = [names]
+    handler = _pick(url, "load", options)
+    if handler is not None:
+        weights = (await _call(handler.load)).weights
+        if names is None:
+            return weights
+        missing = [n for n in names if n not in weights]
+        if missing:
+            raise KeyError(f"no weights named {', '.join(map(repr, missing))}")
+        return {n: weights[n] for n in names}
+    config = settings(max_gap=max_gap, **options)
+    fs, bundle, owned = await open_url(url, config, validate=names is not None)
+    try:
+        with progress_callback(callback, progress, _label(url)) as reporter:
+            if names is None:
+                buffer = await fetch_all(
+                    fs,
+                    bundle,
+                    batch_size=config.batch_size,
+                    callback=reporter,
+                    policy=config.policy,
+                    align=ALIGN,
+                )
+                bundle.release_manifest()  # only the layout is needed from here on
+                with gc_paused():
+                    return arrays_from_buffer(bundle, buffer)
+            return await fetch_arrays(
+                fs,
+                bundle,
+                names,
+                batch_size=config.batch_size,
+                callback=reporter,
+                policy=config.policy,
+                max_gap=config.max_gap,
+            )
+    finally:
+        if owned:
+            await release(fs, bundle)
 
 
 def load_weights(
     url: Any, names: Sequence[str] | None = None, **options: Any
 ) -> dict[str, np.ndarray]:
-    """Weights of a bundle as ``{name: numpy array}`` (dequantized).
+    (
+        """Weights of a bundle as ``{name: numpy array}`` (dequantized), in manifest order.
+
+    Without *names* every shard is fetched into one buffer and the arrays are
+    zero-copy views of it. With *names* only the byte ranges those weights
+    occupy are fetched (neighbours closer than ``max_gap`` bytes merged into
+    one request), as TF.js's ``loadWeights(manifest, prefix, names)`` would
+    wish to.
 
     Parameters
     ----------
@@ -193,14 +295,17 @@ def load_weights(
         As for :func:`load_model`.
     names : sequence of str, optional
         Only these weights; unknown names raise ``KeyError``.
+    max_gap : int
+        With *names*: unwanted bytes allowed between merged ranges (64,000).
     """
-    weights = load_model(url, **options).weights
-    if names is None:
-        return weights
-    missing = [n for n in names if n not in weights]
-    if missing:
-        raise KeyError(f"no weights named {', '.join(map(repr, missing))}")
-    return {n: weights[n] for n in names}
+        + _LOAD_OPTIONS_DOC
+        + """
+    Returns
+    -------
+    dict of str to numpy.ndarray
+    """
+    )
+    return _run(load_weights_async(url, names, **options))
 
 
 # ----------------------------------------------------------------- saving

@@ -1,189 +1,261 @@
-"""Reading bundles: locate model.json, size the shards, fetch them into one buffer.
+"""The hot path: fetch shards, or just the byte ranges some weights need.
 
-The engine knows inner paths and async fsspec filesystems, never URLs.
-Whole-model loads fetch every shard concurrently (bounded by ``batch_size``)
-straight into its slice of one preallocated buffer; local files are read
-with ``readinto``. Every byte count is checked against the manifest.
+Whole-model loads (:func:`fetch_all`) fetch every shard concurrently (at most
+``batch_size`` requests at once) straight into its slice of one preallocated
+buffer, groups back to back; :func:`arrays_from_buffer` then makes zero-copy
+numpy views. Partial loads (:func:`fetch_arrays`, :func:`fetch_weight_bytes`)
+map weights to shard segments with the weight index, merge neighbours
+(``max_gap``) and scatter the replies back (:mod:`tfjsfs.ranges`).
+
+Stable entry points used by the fsspec face (:mod:`tfjsfs.core`):
+``open_bundle(fs, path)``, ``load_index(fs, bundle)`` and
+``fetch_weight_bytes(fs, bundle, index, name, start=None, end=None)``.
+
+The engine knows inner paths and async fsspec filesystems; the readers
+(:mod:`tfjsfs.readers`) know the backends. Every byte count is checked.
 """
 
 from __future__ import annotations
 
-import asyncio
-import posixpath
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
 from fsspec.callbacks import DEFAULT_CALLBACK, Callback
 
-from .codec import string_byte_length
-from .concurrency import gather_bounded
-from .errors import (
-    ManifestError,
-    ModelNotFoundError,
-    ShardMissingError,
-    WeightDataError,
+from .bundle import (
+    Bundle,
+    LoadOptions,
+    group_offsets,
+    locate_model_json,
+    open_bundle,
+    read_json_bytes,
+    resolve_shard_paths,
+    shard_sizes,
 )
-from .layouts import json_candidates
-from .manifest import ModelJSON, WeightIndex, check_shard_path
-from .writer import is_local
+from .codec import decode_weight, string_byte_length
+from .concurrency import gather_bounded
+from .errors import ManifestError, WeightDataError
+from .manifest import ModelJSON, WeightIndex, _segments
+from .ranges import DEFAULT_MAX_BLOCK, DEFAULT_MAX_GAP, Block, Piece, plan_blocks
+from .readers import GenericReader, LocalReader, SizeMismatch, reader_kind
+from .retry import RetryPolicy
 
-__all__ = ["Bundle", "fetch_bundle", "locate_model_json", "open_bundle"]
+__all__ = [
+    "DEFAULT_BATCH_SIZE",
+    "DEFAULT_MAX_GAP",
+    "DEFAULT_MAX_INFLIGHT",
+    "Bundle",
+    "LoadOptions",
+    "arrays_from_buffer",
+    "fetch_all",
+    "fetch_arrays",
+    "fetch_bundle",
+    "fetch_into",
+    "fetch_weight_buffer",
+    "fetch_weight_bytes",
+    "load_index",
+    "locate_model_json",
+    "open_bundle",
+    "read_model_json",
+    "resolve_shard_paths",
+    "shard_sizes",
+]
 
+#: Requests in flight at once (fsspec's ``batch_size`` convention).
 DEFAULT_BATCH_SIZE = 32
+#: Bytes held in transit by backends that hand over whole ``bytes`` objects.
+DEFAULT_MAX_INFLIGHT = 64 << 20
+#: Local reads run in threads; more than this only contends for memory bandwidth.
+LOCAL_THREADS = 4
+#: Destinations of partial loads start on this boundary, so views are aligned.
+ALIGN = 16
+
+_NUMPY = {"float32": np.dtype("<f4"), "int32": np.dtype("<i4"), "complex64": np.dtype("<c8")}
 
 
-async def locate_model_json(fs: Any, path: str) -> str:
-    """The model JSON of the bundle at *path* (a folder or a ``.json`` file).
+# ------------------------------------------------------------------ engine
+
+
+async def run_blocks(
+    bundle: Bundle,
+    blocks: Sequence[Block],
+    *,
+    policy: RetryPolicy,
+    callback: Callback = DEFAULT_CALLBACK,
+    batch_size: int | None = None,
+    max_inflight: int = DEFAULT_MAX_INFLIGHT,
+    ranged: bool = False,
+    set_size: bool = True,
+) -> None:
+    """Fill every block, each backend through its reader.
+
+    Parameters
+    ----------
+    ranged : bool
+        Partial load: backends that hand over ``bytes`` get one
+        ``_cat_ranges`` per ``max_inflight`` bytes; whole-shard loads get one
+        ``_cat_file`` per shard with at most ``max_inflight`` bytes in transit.
+    set_size : bool
+        Tell *callback* the total bytes first.
+    """
+    batch = batch_size or DEFAULT_BATCH_SIZE
+    kinds: dict[type, list[Block]] = {}
+    for block in blocks:
+        kinds.setdefault(reader_kind(bundle.fs_for(block.path)), []).append(block)
+    if set_size:
+        callback.set_size(
+            sum(
+                b.wanted if kind is LocalReader else b.nbytes
+                for kind, group in kinds.items()
+                for b in group
+            )
+        )
+    jobs = []
+    for kind, group in kinds.items():
+        reader = kind(bundle, policy, callback)
+        if kind is LocalReader:
+            jobs.append(reader.read_many(group, min(batch, LOCAL_THREADS)))
+        elif kind is GenericReader and ranged:
+            jobs.append(_read_in_chunks(reader, group, batch, max_inflight))
+        elif kind is GenericReader:
+            biggest = max(b.nbytes for b in group)
+            jobs.append(reader.read_many(group, max(1, min(batch, max_inflight // biggest))))
+        else:
+            jobs.append(reader.read_many(group, batch))
+    await gather_bounded(jobs, None)
+
+
+async def _read_in_chunks(
+    reader: GenericReader, blocks: Sequence[Block], batch: int, max_inflight: int
+) -> None:
+    chunk: list[Block] = []
+    held = 0
+    for block in blocks:
+        if chunk and held + block.nbytes > max_inflight:
+            await reader.read_many(chunk, batch)
+            chunk, held = [], 0
+        chunk.append(block)
+        held += block.nbytes
+    if chunk:
+        await reader.read_many(chunk, batch)
+
+
+def _fits(bundle: Bundle, sizes: Sequence[Sequence[int]]) -> None:
+    """Raise the weight index's detailed error if shards are too short for the manifest."""
+    expected = bundle.group_bytes()
+    if all(e is not None and sum(s) >= e for e, s in zip(expected, sizes, strict=True)):
+        return
+    WeightIndex(bundle.doc.weights_manifest, sizes, bundle.json_path)
+
+
+def _forget_sizes(bundle: Bundle) -> None:
+    bundle.sizes = None
+    bundle.sizes_guessed = False
+    bundle.index = None
+
+
+# --------------------------------------------------------------- whole model
+
+
+async def fetch_all(
+    fs: Any,
+    bundle: Bundle,
+    *,
+    batch_size: int | None = None,
+    callback: Callback = DEFAULT_CALLBACK,
+    policy: RetryPolicy | None = None,
+    max_inflight: int = DEFAULT_MAX_INFLIGHT,
+    align: int = 1,
+) -> np.ndarray:
+    """Every shard of *bundle* in one uint8 buffer, group after group.
+
+    Sizes are known before anything is fetched (listing, manifest or HEAD),
+    the buffer is allocated once, and each shard lands in its slice.
+    ``bundle.sizes`` tells where each shard went, ``bundle.group_starts``
+    where each group begins: back to back, or on multiples of *align* (so
+    that every group's tensors can be aligned views).
 
     Raises
     ------
-    ModelNotFoundError
-        No JSON file there, or several candidates and none named model.json.
+    ShardMissingError, WeightDataError, TransferError
+        Naming the shard, the weights and the byte counts.
     """
-    path = path.rstrip("/")
-    if path.endswith(".json"):
-        return path
-    try:
-        names = await fs._ls(path, detail=False)
-    except (FileNotFoundError, NotADirectoryError):
-        raise ModelNotFoundError(f"no model at {path}: the folder does not exist") from None
-    candidates = json_candidates(names)
-    if len(candidates) == 1:
-        return candidates[0]
-    if not candidates:
-        raise ModelNotFoundError(f"no model.json (or other .json) in {path}")
-    raise ModelNotFoundError(
-        f"{path} holds several JSON files and no model.json: "
-        + ", ".join(posixpath.basename(c) for c in candidates)
-        + "; address the model by its JSON file"
-    )
+    policy = policy or RetryPolicy()
+    for attempt in (0, 1):
+        sizes = await shard_sizes(
+            fs, bundle, policy=policy, batch_size=batch_size, guess=attempt == 0
+        )
+        _fits(bundle, sizes)
+        starts = group_offsets(sizes, align)
+        total = starts[-1] + sum(sizes[-1]) if sizes else 0
+        buffer = np.empty(total, dtype=np.uint8)
+        view = memoryview(buffer)
+        blocks = []
+        for paths, group, offset in zip(bundle.shard_paths, sizes, starts, strict=True):
+            for path, size in zip(paths, group, strict=True):
+                dest = view[offset : offset + size]
+                blocks.append(Block(path, 0, size, [Piece(0, size, dest)], True, size))
+                offset += size
+        if attempt:
+            callback.absolute_update(0)
+        try:
+            await run_blocks(
+                bundle,
+                blocks,
+                policy=policy,
+                callback=callback,
+                batch_size=batch_size,
+                max_inflight=max_inflight,
+            )
+        except SizeMismatch:
+            if attempt or not bundle.sizes_guessed:
+                raise
+            _forget_sizes(bundle)  # the manifest misled us: ask the server (HEAD)
+            continue
+        bundle.group_starts = starts
+        return buffer
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 async def read_model_json(fs: Any, json_path: str) -> ModelJSON:
-    """Fetch and parse model.json."""
-    try:
-        data = await fs._cat_file(json_path)
-    except FileNotFoundError:
-        raise ModelNotFoundError(f"{json_path} does not exist") from None
+    """Fetch and parse model.json (validated)."""
+    data = await read_json_bytes(fs, json_path)
     return ModelJSON.parse(data, json_path)
 
 
-@dataclass
-class Bundle:
-    """A located bundle: its model.json and the inner path of every shard."""
-
-    json_path: str
-    doc: ModelJSON
-    shard_paths: list[list[str]]
-
-    @property
-    def folder(self) -> str:
-        """The folder holding model.json."""
-        return posixpath.dirname(self.json_path)
-
-
-def resolve_shard_paths(
-    doc: ModelJSON, json_path: str, *, allow_outside: bool = False
-) -> list[list[str]]:
-    """Inner paths of every group's shards, relative to model.json's folder."""
-    folder = posixpath.dirname(json_path)
-    out = []
-    for group in doc.weights_manifest:
-        paths = []
-        for path in group.paths:
-            rel = check_shard_path(path, json_path, allow_outside=allow_outside)
-            if "://" in rel:
-                paths.append(rel)
-            else:
-                paths.append(posixpath.normpath(posixpath.join(folder, rel.split("?")[0])))
-        out.append(paths)
-    return out
-
-
-async def open_bundle(fs: Any, path: str, *, allow_outside: bool = False) -> Bundle:
-    """Locate and parse the bundle at *path*."""
-    json_path = await locate_model_json(fs, path)
-    doc = await read_model_json(fs, json_path)
-    return Bundle(json_path, doc, resolve_shard_paths(doc, json_path, allow_outside=allow_outside))
-
-
-async def shard_sizes(fs: Any, bundle: Bundle) -> list[list[int]]:
-    """Byte size of every shard, from one listing of the folder where possible.
+async def fetch_into(
+    fs: Any,
+    path: str,
+    out: memoryview,
+    json_path: str,
+    callback: Callback = DEFAULT_CALLBACK,
+    *,
+    policy: RetryPolicy | None = None,
+) -> None:
+    """Fetch the whole file *path* into *out*, which must be exactly its size.
 
     Raises
     ------
     ShardMissingError
-        Naming the shard and the model.json that refers to it.
+        No such file.
+    WeightDataError
+        The file is not ``len(out)`` bytes long.
     """
-    wanted = {p for group in bundle.shard_paths for p in group}
-    sizes: dict[str, int] = {}
-    try:
-        listing = await fs._ls(bundle.folder, detail=True)
-    except (FileNotFoundError, NotImplementedError, NotADirectoryError):
-        listing = []
-    for entry in listing:
-        name = posixpath.normpath(entry["name"].rstrip("/"))
-        if name in wanted and entry.get("type") == "file" and entry.get("size") is not None:
-            sizes[name] = int(entry["size"])
-
-    async def one(path: str) -> None:
-        try:
-            info = await fs._info(path)
-        except FileNotFoundError:
-            raise ShardMissingError(
-                f"{bundle.json_path}: weight shard {path} does not exist"
-            ) from None
-        if info.get("type") != "file" or info.get("size") is None:
-            raise ShardMissingError(f"{bundle.json_path}: weight shard {path} is not a file")
-        sizes[path] = int(info["size"])
-
-    await gather_bounded((one(p) for p in wanted if p not in sizes), DEFAULT_BATCH_SIZE)
-    return [[sizes[p] for p in group] for group in bundle.shard_paths]
+    out = memoryview(out).cast("B")
+    bundle = Bundle(json_path, raw={"weightsManifest": []}, shard_paths=[[path]], fs=fs)
+    bundle.sizes = [[len(out)]]
+    block = Block(path, 0, len(out), [Piece(0, len(out), out)], True, len(out))
+    if not len(out):
+        block.whole = False
+    await run_blocks(
+        bundle, [block], policy=policy or RetryPolicy(), callback=callback, set_size=False
+    )
 
 
-async def _read_local(path: str, out: memoryview, json_path: str) -> None:
-    def read() -> int:
-        with open(path, "rb", buffering=0) as f:
-            got = f.readinto(out)
-            extra = f.read(1)
-        if extra:
-            got += 1
-        return got
-
-    try:
-        got = await asyncio.to_thread(read)
-    except FileNotFoundError:
-        raise ShardMissingError(f"{json_path}: weight shard {path} does not exist") from None
-    _check_length(json_path, path, len(out), got)
-
-
-def _check_length(json_path: str, path: str, expected: int, got: int) -> None:
-    if got != expected:
-        raise WeightDataError(
-            f"{json_path}: weight shard {path} changed while reading: expected "
-            f"{expected} bytes, got {'more' if got > expected else got}"
-        )
-
-
-async def fetch_into(
-    fs: Any, path: str, out: memoryview, json_path: str, callback: Callback
-) -> None:
-    """Fetch the whole file *path* into *out*, which must be exactly its size."""
-    if is_local(fs):
-        await _read_local(path, out, json_path)
-    else:
-        try:
-            data = await fs._cat_file(path)
-        except FileNotFoundError:
-            raise ShardMissingError(f"{json_path}: weight shard {path} does not exist") from None
-        _check_length(json_path, path, len(out), len(data))
-        out[:] = data
-    callback.relative_update(len(out))
-
-
-def group_string_lengths(doc: ModelJSON, group_views: Sequence[memoryview], source: str):
+def group_string_lengths(
+    doc: ModelJSON, group_views: Sequence[memoryview], source: str
+) -> dict[str, int]:
     """Byte lengths of string weights, found by walking their length prefixes."""
     lengths: dict[str, int] = {}
     for group, view in zip(doc.weights_manifest, group_views, strict=True):
@@ -201,12 +273,27 @@ def group_string_lengths(doc: ModelJSON, group_views: Sequence[memoryview], sour
     return lengths
 
 
+def index_from_buffer(bundle: Bundle, buffer: np.ndarray) -> WeightIndex:
+    """The weight index of a fully fetched bundle (string lengths walked in memory)."""
+    sizes = bundle.sizes
+    view = memoryview(buffer)
+    starts = _starts(bundle)
+    views = [view[a : a + sum(s)] for a, s in zip(starts, sizes, strict=True)]
+    strings = group_string_lengths(bundle.doc, views, bundle.json_path)
+    index = WeightIndex(bundle.doc.weights_manifest, sizes, bundle.json_path, strings)
+    if index.unresolved:
+        raise ManifestError(f"{bundle.json_path}: could not place {index.unresolved[0]!r}")
+    bundle.index = index
+    return index
+
+
 async def fetch_bundle(
     fs: Any,
     bundle: Bundle,
     *,
     batch_size: int | None = None,
     callback: Callback = DEFAULT_CALLBACK,
+    policy: RetryPolicy | None = None,
 ) -> tuple[np.ndarray, WeightIndex]:
     """Fetch every shard of *bundle* into one buffer.
 
@@ -216,23 +303,384 @@ async def fetch_bundle(
         The uint8 buffer (groups back to back, shards in manifest order) and
         the index of every weight within its group.
     """
-    sizes = await shard_sizes(fs, bundle)
-    total = sum(sum(g) for g in sizes)
-    buffer = np.empty(total, dtype=np.uint8)
+    buffer = await fetch_all(fs, bundle, batch_size=batch_size, callback=callback, policy=policy)
+    return buffer, index_from_buffer(bundle, buffer)
+
+
+def _starts(bundle: Bundle) -> list[int]:
+    starts = getattr(bundle, "group_starts", None)
+    return starts if starts is not None else group_offsets(bundle.sizes)
+
+
+def arrays_from_buffer(bundle: Bundle, buffer: np.ndarray) -> dict[str, np.ndarray]:
+    """Every weight of a fully fetched bundle as a numpy array, in manifest order.
+
+    Unquantized numeric weights are zero-copy views of *buffer* (copies only
+    where a tensor sits at an offset its dtype cannot be aligned to);
+    quantized weights are dequantized, strings decoded.
+    """
+    starts = _starts(bundle)
+    layout = bundle.layout
+    out: dict[str, np.ndarray] = {}
+    if layout is not None:  # plain manifest: one quick pass
+        ndarray = np.ndarray
+        for base, group in zip(starts, layout, strict=True):
+            offsets, dtypes, shapes = group.offsets, group.dtypes, group.shapes
+            for i, name in enumerate(group.names):
+                dtype, start = dtypes[i], base + offsets[i]
+                if dtype == "bool":
+                    array = (buffer[start : base + offsets[i + 1]] != 0).reshape(shapes[i])
+                else:
+                    dt = _NUMPY[dtype]
+                    array = ndarray(shapes[i], dt, buffer, start)  # a view of the buffer
+                    if start % dt.alignment:
+                        array = array.copy()  # numpy wants aligned data for fast math
+                out[name] = array
+        return out
+    index = bundle.index or index_from_buffer(bundle, buffer)
     view = memoryview(buffer)
-    callback.set_size(total)
-    jobs, group_views, offset = [], [], 0
-    for paths, group_sizes in zip(bundle.shard_paths, sizes, strict=True):
-        start = offset
-        for path, size in zip(paths, group_sizes, strict=True):
-            jobs.append(
-                fetch_into(fs, path, view[offset : offset + size], bundle.json_path, callback)
+    source = bundle.json_path
+    for spec in bundle.doc.weight_specs:
+        loc = index[spec.name]
+        start = starts[loc.group] + loc.start
+        out[spec.name] = decode_weight(spec, view[start : start + loc.nbytes], source=source)
+    return out
+
+
+# ---------------------------------------------------------------- the index
+
+
+async def load_index(
+    fs: Any,
+    bundle: Bundle,
+    *,
+    policy: RetryPolicy | None = None,
+    batch_size: int | None = None,
+) -> WeightIndex:
+    """Every weight's shard segments; cached on *bundle*.
+
+    Needs shard sizes (one listing, the manifest, or HEAD) and, for string
+    weights, their length prefixes, which are walked with small range reads
+    (skipping the string bytes themselves).
+
+    Raises
+    ------
+    WeightDataError
+        Shards too short for the manifest, naming the weight and the counts.
+    """
+    if bundle.index is not None:
+        return bundle.index
+    policy = policy or RetryPolicy()
+    sizes = await shard_sizes(fs, bundle, policy=policy, batch_size=batch_size)
+    groups = bundle.doc.weights_manifest
+    lengths: dict[str, int] = {}
+    while True:
+        index = WeightIndex(groups, sizes, bundle.json_path, lengths)
+        if not index.unresolved:
+            break
+        name = index.unresolved[0]
+        lengths[name] = await _walk_strings(fs, bundle, index, name, policy, batch_size)
+    bundle.index = index
+    return index
+
+
+async def _walk_strings(
+    fs: Any,
+    bundle: Bundle,
+    index: WeightIndex,
+    name: str,
+    policy: RetryPolicy,
+    batch_size: int | None,
+) -> int:
+    """Byte length of string weight *name*, reading only its length prefixes."""
+    g, start, spec = _unplaced(bundle, index, name)
+    sizes = index.shard_sizes[g]
+    bounds = [0]
+    for size in sizes:
+        bounds.append(bounds[-1] + size)
+    total = bounds[-1]
+    cache_start, cache = 0, b""
+    window = 64 << 10
+
+    async def length_at(offset: int, element: int) -> int:
+        nonlocal cache_start, cache, window
+        if not (cache_start <= offset and offset + 4 <= cache_start + len(cache)):
+            a = start + offset
+            end = min(total, a + window)
+            if end - a < 4:
+                raise WeightDataError(
+                    f"{bundle.json_path}: weight {name!r}: the length prefix of string "
+                    f"element {element} needs bytes {a}..{a + 4} of group {g + 1}, but its "
+                    f"shards hold only {total} bytes"
+                )
+            cache = await _read_group(bundle, g, bounds, a, end, policy, batch_size)
+            cache_start = offset
+            window = min(window * 2, 16 << 20)
+        i = offset - cache_start
+        return int.from_bytes(cache[i : i + 4], "little")
+
+    offset = 0
+    for element in range(spec.size):
+        offset += 4 + await length_at(offset, element)
+    if start + offset > total:
+        raise WeightDataError(
+            f"{bundle.json_path}: weight {name!r} needs bytes {start}..{start + offset} of "
+            f"group {g + 1} but its shards hold only {total} bytes "
+            f"(short by {start + offset - total})"
+        )
+    return offset
+
+
+def _unplaced(bundle: Bundle, index: WeightIndex, name: str):
+    for g, group in enumerate(bundle.doc.weights_manifest):
+        start = 0
+        for spec in group.weights:
+            if spec.name == name:
+                return g, start, spec
+            if spec.name in index.locations:
+                start = index.locations[spec.name].end
+    raise KeyError(name)  # pragma: no cover - name comes from the index
+
+
+async def _read_group(
+    bundle: Bundle,
+    g: int,
+    bounds: list[int],
+    start: int,
+    end: int,
+    policy: RetryPolicy,
+    batch_size: int | None,
+) -> bytearray:
+    out = bytearray(end - start)
+    view = memoryview(out)
+    pieces, pos = [], 0
+    for shard, a, b in _segments(bounds, start, end):
+        pieces.append((bundle.shard_paths[g][shard], a, b, view[pos : pos + b - a]))
+        pos += b - a
+    await fetch_pieces(bundle, pieces, policy=policy, batch_size=batch_size)
+    return out
+
+
+# ------------------------------------------------------------- partial loads
+
+
+async def fetch_pieces(
+    bundle: Bundle,
+    pieces: Iterable[tuple[str, int, int, memoryview]],
+    *,
+    max_gap: int = DEFAULT_MAX_GAP,
+    max_block: int | None = DEFAULT_MAX_BLOCK,
+    batch_size: int | None = None,
+    callback: Callback = DEFAULT_CALLBACK,
+    policy: RetryPolicy | None = None,
+    max_inflight: int = DEFAULT_MAX_INFLIGHT,
+) -> list[Block]:
+    """Fill ``(path, start, end, dest)`` pieces with as few requests as the gaps allow.
+
+    Local files merge everything per file (their reader skips the gaps);
+    remote neighbours merge under ``max_gap``/``max_block``. Returns the
+    blocks, whose byte counts tell what was fetched.
+    """
+    policy = policy or RetryPolicy()
+    sizes: dict[str, int] = {}
+    if bundle.sizes is not None:
+        for paths, group in zip(bundle.shard_paths, bundle.sizes, strict=True):
+            sizes.update(zip(paths, group, strict=True))
+    local: list[tuple[str, int, int, memoryview]] = []
+    remote: list[tuple[str, int, int, memoryview]] = []
+    for piece in pieces:
+        kind = reader_kind(bundle.fs_for(piece[0]))
+        (local if kind is LocalReader else remote).append(piece)
+    blocks = plan_blocks(local, max_gap=1 << 62, max_block=None, file_sizes=sizes)
+    blocks += plan_blocks(remote, max_gap=max_gap, max_block=max_block, file_sizes=sizes)
+    if bundle.sizes_guessed:  # ask with Range, so every reply states the real size
+        for block in blocks:
+            block.whole = False
+    await run_blocks(
+        bundle,
+        blocks,
+        policy=policy,
+        callback=callback,
+        batch_size=batch_size,
+        max_inflight=max_inflight,
+        ranged=True,
+    )
+    return blocks
+
+
+async def _with_index(fs: Any, bundle: Bundle, index: WeightIndex | None, run, policy, batch):
+    """Run ``run(index)``; if guessed shard sizes prove wrong, re-size (HEAD) and rerun."""
+    for attempt in (0, 1):
+        if index is None:
+            index = await load_index(fs, bundle, policy=policy, batch_size=batch)
+        try:
+            return await run(index)
+        except SizeMismatch:
+            if attempt or not bundle.sizes_guessed:
+                raise
+            _forget_sizes(bundle)
+            await shard_sizes(fs, bundle, policy=policy, batch_size=batch, guess=False)
+            index = None
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def fetch_weight_buffer(
+    fs: Any,
+    bundle: Bundle,
+    name: str,
+    start: int | None = None,
+    end: int | None = None,
+    *,
+    index: WeightIndex | None = None,
+    callback: Callback = DEFAULT_CALLBACK,
+    policy: RetryPolicy | None = None,
+    max_gap: int = DEFAULT_MAX_GAP,
+) -> np.ndarray:
+    """Stored bytes ``[start, end)`` of weight *name* in a new aligned uint8 array.
+
+    Only the byte ranges needed are fetched. *start*/*end* follow Python
+    slicing (negative values count from the end, out-of-range values clamp).
+
+    Raises
+    ------
+    KeyError
+        No such weight.
+    """
+    policy = policy or RetryPolicy()
+    if index is not None:
+        index[name]  # KeyError before any I/O
+
+    async def run(idx: WeightIndex) -> np.ndarray:
+        loc = idx[name]
+        a, b, _ = slice(start, end).indices(loc.nbytes)
+        out = np.empty(max(0, b - a), dtype=np.uint8)
+        if b > a:
+            await fetch_pieces(
+                bundle,
+                _segment_pieces(bundle, loc, a, b, memoryview(out)),
+                callback=callback,
+                policy=policy,
+                max_gap=max_gap,
             )
-            offset += size
-        group_views.append(view[start:offset])
-    await gather_bounded(jobs, batch_size or DEFAULT_BATCH_SIZE)
-    strings = group_string_lengths(bundle.doc, group_views, bundle.json_path)
-    index = WeightIndex(bundle.doc.weights_manifest, sizes, bundle.json_path, strings)
-    if index.unresolved:
-        raise ManifestError(f"{bundle.json_path}: could not place {index.unresolved[0]!r}")
-    return buffer, index
+        return out
+
+    return await _with_index(fs, bundle, index, run, policy, None)
+
+
+async def fetch_weight_bytes(
+    fs: Any,
+    bundle: Bundle,
+    index: WeightIndex,
+    name: str,
+    start: int | None = None,
+    end: int | None = None,
+    *,
+    callback: Callback = DEFAULT_CALLBACK,
+    policy: RetryPolicy | None = None,
+    max_gap: int = DEFAULT_MAX_GAP,
+) -> bytes:
+    """The stored bytes of weight *name* (or bytes ``[start, end)`` of them).
+
+    Only the byte ranges needed are fetched; every reply is checked.
+
+    Parameters
+    ----------
+    fs : AsyncFileSystem
+        The filesystem of the bundle (``bundle.fs``).
+    bundle : Bundle
+        From :func:`open_bundle`.
+    index : WeightIndex
+        From :func:`load_index`. If the bundle had to be re-sized (shard
+        sizes guessed from the manifest proved wrong), ``bundle.index`` holds
+        the new one.
+    name : str
+        Weight name.
+    start, end : int, optional
+        Range within the weight's stored bytes, as in Python slicing.
+
+    Raises
+    ------
+    KeyError
+        No such weight.
+    """
+    out = await fetch_weight_buffer(
+        fs,
+        bundle,
+        name,
+        start,
+        end,
+        index=index,
+        callback=callback,
+        policy=policy,
+        max_gap=max_gap,
+    )
+    return out.tobytes()
+
+
+def _segment_pieces(bundle: Bundle, loc, a: int, b: int, dest: memoryview):
+    """Pieces for bytes ``[a, b)`` of a weight, landing in *dest* (``b - a`` long)."""
+    paths = bundle.shard_paths[loc.group]
+    out, pos = [], 0  # pos: offset within the weight
+    for shard, s, e in loc.segments:
+        lo, hi = max(a, pos), min(b, pos + e - s)
+        if hi > lo:
+            out.append((paths[shard], s + lo - pos, s + hi - pos, dest[lo - a : hi - a]))
+        pos += e - s
+    return out
+
+
+async def fetch_arrays(
+    fs: Any,
+    bundle: Bundle,
+    names: Sequence[str],
+    *,
+    index: WeightIndex | None = None,
+    batch_size: int | None = None,
+    callback: Callback = DEFAULT_CALLBACK,
+    policy: RetryPolicy | None = None,
+    max_gap: int = DEFAULT_MAX_GAP,
+    max_inflight: int = DEFAULT_MAX_INFLIGHT,
+) -> dict[str, np.ndarray]:
+    """The weights *names* as numpy arrays, fetching only their byte ranges.
+
+    Raises
+    ------
+    KeyError
+        Naming every unknown weight.
+    """
+    names = list(dict.fromkeys(names))
+    policy = policy or RetryPolicy()
+
+    async def run(idx: WeightIndex) -> dict[str, np.ndarray]:
+        missing = [n for n in names if n not in idx]
+        if missing:
+            raise KeyError(
+                f"no weights named {', '.join(map(repr, missing))} in {bundle.json_path}"
+            )
+        locs = [idx[n] for n in names]
+        offsets, total = [], 0
+        for loc in locs:
+            offsets.append(total)
+            total += -(-loc.nbytes // ALIGN) * ALIGN
+        buffer = np.empty(total, dtype=np.uint8)
+        view = memoryview(buffer)
+        pieces = []
+        for loc, at in zip(locs, offsets, strict=True):
+            pieces += _segment_pieces(bundle, loc, 0, loc.nbytes, view[at : at + loc.nbytes])
+        await fetch_pieces(
+            bundle,
+            pieces,
+            max_gap=max_gap,
+            batch_size=batch_size,
+            callback=callback,
+            policy=policy,
+            max_inflight=max_inflight,
+        )
+        return {
+            loc.spec.name: decode_weight(
+                loc.spec, view[at : at + loc.nbytes], source=bundle.json_path
+            )
+            for loc, at in zip(locs, offsets, strict=True)
+        }
+
+    return await _with_index(fs, bundle, index, run, policy, batch_size)

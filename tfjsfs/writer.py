@@ -3,11 +3,11 @@
 Shards are written first and model.json last, so a reader that sees
 model.json sees a complete bundle. model.json is published atomically
 (rename on local disks, a single PUT on object stores) and create-only unless
-overwriting. When overwriting, new shards never reuse the names of the shards
-the current model.json points at: they get a fresh suffix, model.json is
-swapped, then the old shards are deleted. A reader holding the old model.json
-therefore either reads the old shards or fails on a missing one; it never
-mixes old and new bytes.
+overwriting. When replacing a bundle, the new shards get names never used
+before (the converter's names plus a random suffix), model.json is swapped,
+then the old shards are deleted. A reader holding an old model.json therefore
+either reads its own shards or fails on a missing one; it never mixes bytes
+of two versions.
 """
 
 from __future__ import annotations
@@ -53,9 +53,9 @@ async def _existing_manifest(fs: Any, json_path: str) -> ModelJSON | None:
         return ModelJSON()  # unreadable: overwrite it, keep no old shard list
 
 
-def _fresh_names(plan: BundlePlan, taken: set[str]) -> BundlePlan:
-    """Rename shards whose names are in *taken* (the live bundle's shards)."""
-    if not any(s.file_name in taken for s in plan.shards):
+def _fresh_names(plan: BundlePlan, replacing: bool) -> BundlePlan:
+    """When *replacing* a bundle, give every shard a name never used before."""
+    if not replacing or not plan.shards:
         return plan
     token = secrets.token_hex(4)
 
@@ -130,6 +130,7 @@ async def write_bundle(
     overwrite: bool = False,
     concurrency: int = DEFAULT_WRITE_CONCURRENCY,
     callback: Callback = DEFAULT_CALLBACK,
+    before_publish: Callable[[Sequence[str]], Awaitable[None]] | None = None,
 ) -> tuple[str, list[str]]:
     """Write a planned bundle into *folder* of the async filesystem *fs*.
 
@@ -150,6 +151,10 @@ async def write_bundle(
         Shards written at once.
     callback : fsspec.callbacks.Callback
         ``set_size`` with the total bytes, ``relative_update`` per shard written.
+    before_publish : async callable, optional
+        Awaited with the shard paths once every shard is written and before
+        model.json is published (e.g. to read them back and verify them); if
+        it raises, the shards are removed and nothing is published.
 
     Returns
     -------
@@ -162,13 +167,15 @@ async def write_bundle(
     if old is not None and not overwrite:
         raise BundleExistsError(f"{json_path} already exists (pass overwrite=True)")
     old_paths = _safe_paths(old, json_path)
-    plan = _fresh_names(plan, old_paths)
+    plan = _fresh_names(plan, old is not None)
     await fs._makedirs(folder, exist_ok=True)
     callback.set_size(sum(s.nbytes for s in plan.shards))
     written: list[str] = []
 
     async def put(shard: ShardPlan) -> None:
         data = await shard_bytes(shard)
+        if isinstance(data, memoryview) and not is_local(fs):
+            data = data.tobytes()  # object-store clients (botocore) refuse memoryviews
         path = posixpath.join(folder, shard.file_name)
         written.append(path)
         await fs._pipe_file(path, data)
@@ -176,6 +183,8 @@ async def write_bundle(
 
     try:
         await gather_bounded((put(s) for s in plan.shards), concurrency)
+        if before_publish is not None:
+            await before_publish(list(written))
         await _publish(fs, json_path, render_json(plan.groups, json_path), overwrite)
     except BaseException:
         await asyncio.shield(_remove_quietly(fs, written))

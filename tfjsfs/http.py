@@ -1,0 +1,231 @@
+"""Saving over HTTP exactly as TF.js's ``browserHTTPRequest`` does.
+
+``model.save('http://host/upload')`` in TF.js sends one ``multipart/form-data``
+request with two parts:
+
+* ``model.json`` (filename ``model.json``, ``application/json``): the model
+  JSON with the manifest rewritten to one group whose only path is
+  ``./model.weights.bin``;
+* ``model.weights.bin`` (filename ``model.weights.bin``,
+  ``application/octet-stream``): every weight's bytes, concatenated.
+
+:class:`HTTPRequest` sends the same request from Python, and is registered
+with the model router, so ``tfjsfs.save_model(artifacts, "http://…")`` (or
+``https://``, ``tfjs+http(s)://``) posts the model. Loading over HTTP needs
+nothing from here: it goes through fsspec's HTTP filesystem.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import ssl as _ssl
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from .api import register_handler
+from .artifacts import ModelArtifacts, SaveResult
+from .errors import TransferError
+from .manifest import WeightGroup
+from .paths import split_tfjs_protocol
+
+__all__ = [
+    "JSON_FIELD",
+    "WEIGHTS_FIELD",
+    "WEIGHTS_PATH",
+    "HTTPRequest",
+    "HTTPResponse",
+    "browser_http_request",
+    "multipart_form",
+    "upload_model_json",
+]
+
+#: Form field (and file name) of the model JSON part.
+JSON_FIELD = "model.json"
+#: Form field (and file name) of the weights part.
+WEIGHTS_FIELD = "model.weights.bin"
+#: The single manifest path TF.js writes into an uploaded model.json.
+WEIGHTS_PATH = "./model.weights.bin"
+#: Bytes of the reply body kept in error messages.
+ERROR_BODY_BYTES = 512
+
+_HTTP_URL = re.compile(r"^(tfjs\+)?https?://", re.IGNORECASE)
+
+
+@dataclass
+class HTTPResponse:
+    """The server's reply to a save (TF.js puts the fetch ``Response`` in ``responses``).
+
+    Attributes
+    ----------
+    url : str
+    status : int
+    reason : str
+    headers : dict
+        Header names as sent by the server.
+    body : bytes
+    """
+
+    url: str
+    status: int
+    reason: str
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+
+    @property
+    def ok(self) -> bool:
+        """True for a 2xx status, as ``Response.ok``."""
+        return 200 <= self.status < 300
+
+    def json(self) -> Any:
+        """The body parsed as JSON."""
+        return json.loads(self.body)
+
+    def text(self) -> str:
+        """The body decoded as UTF-8 (invalid bytes replaced)."""
+        return self.body.decode("utf-8", "replace")
+
+
+def upload_model_json(artifacts: ModelArtifacts) -> bytes:
+    """The model.json TF.js uploads: the manifest as one group ``./model.weights.bin``.
+
+    Any grouping or sharding of *artifacts* is discarded, as TF.js does.
+    """
+    group = WeightGroup((WEIGHTS_PATH,), tuple(artifacts.weight_specs))
+    return artifacts.to_model_json([group]).dumps()
+
+
+def multipart_form(artifacts: ModelArtifacts) -> aiohttp.FormData:
+    """The ``multipart/form-data`` body of TF.js's HTTP save for *artifacts*.
+
+    The weights part is left out when ``weight_data`` is None, as TF.js does
+    when ``weightData`` is null. The weight bytes are not copied.
+    """
+    form = aiohttp.FormData()
+    form.add_field(
+        JSON_FIELD,
+        upload_model_json(artifacts),
+        filename=JSON_FIELD,
+        content_type="application/json",
+    )
+    if artifacts.weight_data is not None:
+        form.add_field(
+            WEIGHTS_FIELD,
+            memoryview(artifacts.weight_data).cast("B"),
+            filename=WEIGHTS_FIELD,
+            content_type="application/octet-stream",
+        )
+    return form
+
+
+class HTTPRequest:
+    """IOHandler that saves to a URL with TF.js's multipart request.
+
+    The Python twin of ``tf.io.browserHTTPRequest(url, {method, headers})``.
+
+    Parameters
+    ----------
+    url : str
+        ``http://`` or ``https://`` (a ``tfjs+`` prefix is dropped).
+    method : str
+        HTTP method, ``"POST"`` by default (``"PUT"`` also common).
+    headers : mapping, optional
+        Extra request headers, e.g. ``{"Authorization": "Bearer …"}``. A
+        ``Content-Type`` here is refused: the multipart boundary sets it.
+    timeout : float, optional
+        Seconds for the whole request; None waits forever.
+    ssl : ssl.SSLContext or bool, optional
+        Passed to aiohttp: a context trusting a private CA, or False to skip
+        certificate checks.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        method: str = "POST",
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+        ssl: _ssl.SSLContext | bool | None = None,
+    ):
+        if not url:
+            raise ValueError("URL path for http must not be empty")
+        plain = split_tfjs_protocol(url)[1]
+        if not _HTTP_URL.match(plain):
+            raise ValueError(f"not an http(s) URL: {url!r}")
+        headers = dict(headers or {})
+        if any(k.lower() == "content-type" for k in headers):
+            raise ValueError("headers must not set Content-Type; the multipart body sets it")
+        self.url = plain
+        self.method = method.upper()
+        self.headers = headers
+        self.timeout = timeout
+        self.ssl = ssl
+
+    def __repr__(self) -> str:
+        return f"HTTPRequest({self.url!r}, method={self.method!r})"
+
+    async def save(self, artifacts: ModelArtifacts) -> SaveResult:
+        """Send *artifacts*; return a :class:`SaveResult` holding the reply.
+
+        Raises
+        ------
+        TransferError
+            For a non-2xx reply (its status and the first bytes of its body),
+            a connection failure or a timeout.
+        """
+        info = artifacts.info()
+        timeout = aiohttp.ClientTimeout(total=self.timeout)
+        try:
+            async with (
+                aiohttp.ClientSession(timeout=timeout) as session,
+                session.request(
+                    self.method,
+                    self.url,
+                    data=multipart_form(artifacts),
+                    headers=self.headers,
+                    ssl=True if self.ssl is None else self.ssl,
+                ) as reply,
+            ):
+                body = await reply.read()
+                response = HTTPResponse(
+                    str(reply.url), reply.status, reply.reason or "", dict(reply.headers), body
+                )
+        except TimeoutError:
+            raise TransferError(
+                f"{self.method} {self.url}: no complete reply within {self.timeout} s"
+            ) from None
+        except aiohttp.ClientError as exc:
+            raise TransferError(f"{self.method} {self.url} failed: {exc}") from exc
+        if not response.ok:
+            raise TransferError(_status_message(self.method, self.url, response))
+        return SaveResult(info, responses=[response], url=self.url)
+
+
+def _status_message(method: str, url: str, response: HTTPResponse) -> str:
+    head = response.body[:ERROR_BODY_BYTES]
+    more = len(response.body) - len(head)
+    text = head.decode("utf-8", "replace")
+    tail = f" … ({more} more bytes)" if more > 0 else ""
+    return (
+        f"{method} {url} failed with HTTP status {response.status} {response.reason}: "
+        f"{text!r}{tail}"
+    )
+
+
+def browser_http_request(url: str, **options: Any) -> HTTPRequest:
+    """An :class:`HTTPRequest` (TF.js ``tf.io.browserHTTPRequest`` / ``tf.io.http``)."""
+    return HTTPRequest(url, **options)
+
+
+def _router(url: Any, **options: Any) -> HTTPRequest | None:
+    """Save router: HTTP(S) URLs get an :class:`HTTPRequest`."""
+    if not isinstance(url, str) or not _HTTP_URL.match(url):
+        return None
+    return HTTPRequest(url, **options)
+
+
+register_handler(_router, load=False)
