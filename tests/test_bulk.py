@@ -162,6 +162,18 @@ def test_scan_on_a_cluster_finds_every_bundle_and_flags_the_broken(client, s3_mo
     assert any("TF.js cannot load it" in p for p in reasons[f"{prefix}/{bad[0]}"])
 
 
+def test_filesystem_instances_ship_to_workers(client, s3_models, s3_server):
+    prefix, _, facts, broken = s3_models
+    fs = s3_server.filesystem()  # no options: the instance itself is pickled to the workers
+    subset = f"{prefix}/set1"
+    frame = bulk.scan(subset, client, fs=fs)
+    names = {u[len(subset) + 1 :] for u in frame.url}
+    assert names == {n[5:] for n in [*facts, *broken] if n.startswith("set1/")}
+    assert {u[len(subset) + 1 :] for u in frame.url[~frame.ok]} == {
+        n[5:] for n in broken if n.startswith("set1/")
+    }
+
+
 def test_copy_all_to_gcs_on_a_cluster_and_verify_all(client, s3_models, gcs_server, gcs_bucket):
     prefix, options, facts, broken = s3_models
     dst = f"gs://{gcs_bucket}/copies"

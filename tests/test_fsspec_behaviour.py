@@ -7,9 +7,11 @@ import pickle
 import fsspec
 import numpy as np
 import pytest
+from fsspec.implementations.memory import MemoryFileSystem
 from tfjs_samples import SHARD_SIZE, sample_artifacts
 
 import tfjsfs
+from tfjsfs.core import TFJSFileSystem
 from tfjsfs.errors import BundleExistsError, ModelNotFoundError
 from tfjsfs.files import ReadOnlyError
 
@@ -177,6 +179,30 @@ class TestVirtualTensors:
         )
 
 
+class TestResolvedPaths:
+    def test_kinds(self, backend, model):
+        fs = backend.fs
+        root = backend.path("models/m1")
+        want = {
+            "models/m1": ("model_dir", root, None),
+            "models/m1/model.json": ("model_json", root, None),
+            "models/m1/group1-shard2of2.bin": ("shard", root, None),
+            "models/m1/@tensors": ("tensor_dir", root, ""),
+            "models/m1/@tensors/dense": ("tensor_dir", root, "dense"),
+            "models/m1/@tensors/dense/kernel.npy": ("tensor", root, "dense/kernel"),
+            "models/notes/readme.txt": ("other", None, None),
+        }
+        for rel, (kind, model_root, tensor) in want.items():
+            rp = fs.resolve_path(backend.path(rel))
+            assert rp.kind == kind, rel
+            assert rp.tensor_name == tensor, rel
+            outer_root = None if rp.model_root is None else fs._strip_protocol(rp.model_root)
+            assert outer_root == model_root, rel
+            assert rp.unresolve() == backend.path(rel)
+        with pytest.raises(FileNotFoundError):
+            fs.resolve_path(backend.path("models/none.txt"))
+
+
 class TestNamesAndPickling:
     def test_unstrip_protocol_round_trips(self, backend, model):
         fs = backend.fs
@@ -184,7 +210,10 @@ class TestNamesAndPickling:
         url = fs.unstrip_protocol(path)
         assert url.startswith(backend.protocol + "://")
         fs2, path2 = fsspec.core.url_to_fs(url, **backend.options)
-        assert (fs2 is fs and path2.rstrip("/") == path) or fs2._strip_protocol(path2) == path
+        assert type(fs2) is type(fs) and fs2.storage_options == fs.storage_options
+        assert fs2._strip_protocol(path2) == path
+        if backend.shared_fs is None:
+            assert fs2 is fs  # the same cached instance
         with fsspec.open(url, **backend.options) as f:
             assert f.read() == fs.cat_file(path)
 
@@ -263,3 +292,49 @@ class TestWrites:
         assert fs.cat_file(backend.path("plain/c.txt")) == b"later"
         fs.rm(backend.path("plain"), recursive=True)
         assert not fs.exists(backend.path("plain/a.txt"))
+
+
+class RecordingMemory(MemoryFileSystem):
+    """The memory filesystem, recording writes and removals in order."""
+
+    protocol = "recordingmemory"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.log: list[tuple[str, str, str]] = []
+
+    def pipe_file(self, path, value, mode="overwrite", **kwargs):
+        self.log.append(("pipe", path.rsplit("/", 1)[-1], mode))
+        return super().pipe_file(path, value, mode=mode, **kwargs)
+
+    def rm_file(self, path):
+        self.log.append(("rm", path.rsplit("/", 1)[-1], ""))
+        return super().rm_file(path)
+
+
+def test_save_order_through_the_filesystem():
+    """Shards first, model.json last and create-only; an overwrite never reuses
+    the names of live shards and removes the old ones only after the swap."""
+    inner = RecordingMemory(skip_instance_cache=True)
+    fs = TFJSFileSystem(fs=inner)
+    try:
+        fs.save_model(sample_artifacts(1), "/tfjsfs-order/m", shard_size=SHARD_SIZE)
+        shards = {("pipe", f"group1-shard{i}of2.bin", "overwrite") for i in (1, 2)}
+        assert set(inner.log[:2]) == shards  # concurrently, in any order
+        assert inner.log[2:] == [("pipe", "model.json", "create")]
+        inner.log.clear()
+        fs.save_model(
+            sample_artifacts(2), "/tfjsfs-order/m", shard_size=SHARD_SIZE, overwrite=True
+        )
+        names = [name for _, name, _ in inner.log]
+        swap = names.index("model.json")
+        assert inner.log[swap] == ("pipe", "model.json", "overwrite")
+        written = {name for op, name, _ in inner.log[:swap] if op == "pipe"}
+        removed = {name for op, name, _ in inner.log[swap + 1 :] if op == "rm"}
+        old = {name for _, name, _ in shards}
+        assert len(written) == 2 and not written & old  # fresh names
+        assert removed == old  # old shards go only after model.json points elsewhere
+        got = fs.load_weights("/tfjsfs-order/m")
+        np.testing.assert_array_equal(got["steps"], sample_artifacts(2).weights["steps"])
+    finally:
+        fsspec.filesystem("memory").rm("/tfjsfs-order", recursive=True)

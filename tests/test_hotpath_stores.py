@@ -57,3 +57,44 @@ def test_partial_load_asks_for_byte_ranges(store, monkeypatch):
         got = m.get_tensors(["embed", "counts"])
     assert np.array_equal(got["embed"], expected["embed"])
     assert calls == [want]
+
+
+def test_whole_load_holds_a_bounded_number_of_shards_in_transit(s3_server, s3_bucket, monkeypatch):
+    """Backends that hand over whole ``bytes`` objects get at most ``max_inflight`` bytes
+    asked for at once (moto runs in this process, so memory is counted by requests)."""
+    from fsspec.asyn import sync
+
+    from tfjsfs.bundle import open_bundle
+    from tfjsfs.fetch import arrays_from_buffer, fetch_all
+    from tfjsfs.paths import resolve
+
+    rng = np.random.default_rng(11)
+    weights = {f"w{i}": rng.normal(size=(256, 256)).astype(np.float32) for i in range(48)}
+    url = f"s3://{s3_bucket}/big"
+    options = s3_server.storage_options
+    art = ModelArtifacts.from_weights(TOPOLOGY, weights)
+    tfjsfs.save_model(art, url, shard_size=1 << 20, storage_options=options)  # 12 shards
+    fs, path = resolve(url, **options)
+    state = {"now": 0, "most": 0, "calls": 0, "ranged": 0}
+    original = type(fs)._cat_file
+
+    async def counting(self, *args, **kwargs):
+        state["now"] += 1
+        state["calls"] += 1
+        state["ranged"] += kwargs.get("start") is not None or len(args) > 1
+        state["most"] = max(state["most"], state["now"])
+        try:
+            return await original(self, *args, **kwargs)
+        finally:
+            state["now"] -= 1
+
+    async def load():
+        bundle = await open_bundle(fs, path)
+        monkeypatch.setattr(type(fs), "_cat_file", counting)
+        buffer = await fetch_all(fs, bundle, max_inflight=2 << 20)  # two shards at a time
+        return arrays_from_buffer(bundle, buffer)
+
+    got = sync(fs.loop, load)
+    assert all(np.array_equal(got[k], v) for k, v in weights.items())
+    assert state["calls"] == 12 and state["most"] == 2
+    assert state["ranged"] == 0  # whole objects, each copied into place as it arrives

@@ -35,7 +35,7 @@ from .manifest import ModelJSON
 from .paths import resolve
 from .verify import ERROR, Problem, check_bundle, verify_model_async
 
-__all__ = ["SCAN_COLUMNS", "copy_all", "scan", "verify_all"]
+__all__ = ["SCAN_COLUMNS", "copy_all", "destination", "discover", "scan", "verify_all"]
 
 #: columns of :func:`scan`'s data frame, in order.
 SCAN_COLUMNS = [
@@ -118,7 +118,8 @@ def _frame(rows: list[dict], columns: list[str], key: str):
     return frame.sort_values(key, kind="stable").reset_index(drop=True)
 
 
-def _discover(prefix: str, storage_options: Mapping[str, Any]) -> list[BundleListing]:
+def discover(prefix: str, storage_options: Mapping[str, Any]) -> list[BundleListing]:
+    """Every bundle under *prefix* from one recursive listing (model JSON not read)."""
     fs, path = resolve(prefix, **storage_options)
     return sync(get_loop(), find_bundles, fs, path, os.fspath(prefix), read=False)
 
@@ -210,7 +211,7 @@ def scan(
         ``quantization`` (comma-separated), ``shards`` (count), ``ok`` (no
         errors) and ``problems`` (list of messages, warnings included).
     """
-    found = _discover(prefix, storage_options)
+    found = discover(prefix, storage_options)
     items = [(b.url, b.json_path, b.shard_sizes()) for b in found]
     rows = _run_tasks(
         _scan_chunk,
@@ -266,7 +267,7 @@ def verify_all(
         Columns ``url``, ``ok``, ``errors``, ``warnings`` (lists of messages).
     """
     if isinstance(targets, (str, os.PathLike)):
-        urls = [b.url for b in _discover(os.fspath(targets), storage_options)]
+        urls = [b.url for b in discover(os.fspath(targets), storage_options)]
     else:
         urls = [os.fspath(t) for t in targets]
     rows = _run_tasks(
@@ -290,11 +291,17 @@ def destination(src_prefix: str, dst_prefix: str, url: str) -> str:
     return dst_prefix.rstrip("/") + rel
 
 
-def _copy_chunk(chunk: list[tuple[str, str]], *, copy_options: dict) -> list[dict]:
-    async def one(src: str, dst: str) -> dict:
+def _json_url(bundle: BundleListing) -> str:
+    if bundle.url.endswith(".json"):
+        return bundle.url
+    return bundle.url.rstrip("/") + "/" + bundle.json_path.rsplit("/", 1)[-1]
+
+
+def _copy_chunk(chunk: list[tuple[str, str, str]], *, copy_options: dict) -> list[dict]:
+    async def one(src: str, dst: str, json_url: str) -> dict:
         row = {"src": src, "dst": dst, "ok": False, "bytes": None, "files": None, "error": None}
-        try:
-            result = await copy_model_async(src, dst, **copy_options)
+        try:  # the model JSON's URL: no listing needed to find it
+            result = await copy_model_async(json_url, dst, **copy_options)
         except (OSError, TFJSError, ValueError) as exc:
             row["error"] = f"{type(exc).__name__}: {exc}"
             return row
@@ -304,7 +311,7 @@ def _copy_chunk(chunk: list[tuple[str, str]], *, copy_options: dict) -> list[dic
         return row
 
     async def run() -> list[dict]:
-        return await gather_bounded((one(s, d) for s, d in chunk), TASK_CONCURRENCY)
+        return await gather_bounded((one(*item) for item in chunk), TASK_CONCURRENCY)
 
     return sync(get_loop(), run)
 
@@ -347,8 +354,10 @@ def copy_all(
     """
     s_opts = {**storage_options, **dict(src_options or {})}
     d_opts = {**storage_options, **dict(dst_options or {})}
-    found = _discover(src_prefix, s_opts)
-    pairs = [(b.url, destination(os.fspath(src_prefix), dst_prefix, b.url)) for b in found]
+    found = discover(src_prefix, s_opts)
+    pairs = [
+        (b.url, destination(os.fspath(src_prefix), dst_prefix, b.url), _json_url(b)) for b in found
+    ]
     copy_options = {
         "overwrite": overwrite,
         "shard_size": shard_size,

@@ -9,9 +9,15 @@ module's ``__getattr__`` (``TFJSFileSystem_s3``, …) and pickle by name.
 Rules kept throughout (see ``reference/fsspec-design.md``):
 
 * the real work is in coroutines (``_ls``, ``_info``, ``_cat_file``, …);
-  fsspec's ``mirror_sync_methods`` makes their sync twins. Only ``_open``,
-  ``invalidate_cache``, ``unstrip_protocol``, ``touch``, ``modified``,
-  ``created``, ``sign`` and the model methods are written sync by hand;
+  fsspec's ``mirror_sync_methods`` makes their sync twins. Written sync by
+  hand: ``_open``, ``invalidate_cache``, ``unstrip_protocol``, the
+  transaction methods (the inner filesystem's), ``touch``, ``modified``,
+  ``created``, ``sign``, ``resolve_path`` and the model methods
+  (``load_model``, ``load_weights``, ``save_model``, each with an ``_``
+  coroutine twin);
+* the model-aware ``_ls``/``_info`` and the virtual tensors are in
+  :class:`tfjsfs.listing.ModelListing`, the manifest cache in
+  :mod:`tfjsfs.catalog`, the ``.npy`` files in :mod:`tfjsfs.files`;
 * delegation is explicit, one method at a time: no ``__getattribute__``;
 * names stay in this filesystem's namespace: the inner filesystem's own
   names, except over HTTP where ``host/path`` stands for the URL (so
@@ -23,7 +29,6 @@ Rules kept throughout (see ``reference/fsspec-design.md``):
 from __future__ import annotations
 
 import asyncio
-import inspect
 import os
 import posixpath
 import re
@@ -37,14 +42,16 @@ from fsspec.registry import known_implementations
 from fsspec.registry import registry as loaded_implementations
 
 from . import api
+from .catalog import Catalog, accepts
 from .concurrency import gather_bounded
 from .files import ReadOnlyError, TensorFile
-from .listing import Catalog, ModelListing
+from .listing import ModelListing
 from .paths import (
     TENSORS_DIR,
     MissingProtocolError,
     ResolvedPath,
     as_async,
+    build_inner,
     is_http,
     resolve_virtual,
     strip_tfjs,
@@ -53,13 +60,6 @@ from .registry import alias_class, alias_protocol
 from .retry import RetryPolicy
 
 __all__ = ["TFJSFileSystem"]
-
-
-def _accepts(func: Any, name: str) -> bool:
-    try:
-        return name in inspect.signature(func).parameters
-    except (TypeError, ValueError):
-        return False
 
 
 class TFJSFileSystem(ModelListing, AsyncFileSystem, ChainedFileSystem):
@@ -160,7 +160,7 @@ class TFJSFileSystem(ModelListing, AsyncFileSystem, ChainedFileSystem):
                 "tfjs::<fsspec URL> or target_protocol=; it never falls back to local files"
             )
         if fs is None:
-            fs = _build_inner(target_protocol, target_options, inner_options, asynchronous, loop)
+            fs = build_inner(target_protocol, target_options, inner_options, asynchronous, loop)
         elif target_options or inner_options:
             raise ValueError("pass either fs= or options for the inner filesystem, not both")
         self.fs = as_async(fs, asynchronous)
@@ -444,7 +444,7 @@ class TFJSFileSystem(ModelListing, AsyncFileSystem, ChainedFileSystem):
             return await super()._find(path, maxdepth=maxdepth, withdirs=withdirs, **kw)
         detail = kw.get("detail", False)
         opts: dict[str, Any] = {"maxdepth": maxdepth, "withdirs": withdirs, "detail": detail}
-        if kw.get("prefix") and _accepts(self.fs._find, "prefix"):
+        if kw.get("prefix") and accepts(self.fs._find, "prefix"):
             opts["prefix"] = kw["prefix"]
         found = await self.fs._find(rp.inner, **opts)
         if detail:
@@ -464,19 +464,23 @@ class TFJSFileSystem(ModelListing, AsyncFileSystem, ChainedFileSystem):
         return self._sync_fs.sign(self.inner_path(path), expiration=expiration, **kwargs)
 
     # ------------------------------------------------------- model level
-    def _model_options(self, options: dict[str, Any]) -> dict[str, Any]:
+    # The model API (tfjsfs.api) on this filesystem's inner backend and options.
+    def _api_options(self, options: dict[str, Any], load: bool = True) -> dict[str, Any]:
         if "storage_options" in options:
-            raise TypeError("storage_options: the filesystem's own options are used")
-        options.setdefault("allow_outside", self.allow_outside)
-        return {**options, "storage_options": {"fs": self}}
+            raise TypeError("storage_options: the filesystem's own backend is used")
+        if load:
+            defaults = {"allow_outside": self.allow_outside, "retries": self.retries}
+            options = {**defaults, "timeout": self.timeout, **options}
+        # "asynchronous" tells the API that the backend is not its own to close
+        return {**options, "storage_options": {"fs": self, "asynchronous": self.asynchronous}}
 
     async def _load_model(self, path: str, **options: Any):
         """Coroutine twin of :meth:`load_model`."""
-        options = self._model_options(options)
-        return await api.load_model_async(self._strip_protocol(path), **options)
+        opts = self._api_options(options)
+        return await api.load_model_async(self._strip_protocol(path), **opts)
 
     def load_model(self, path: str, **options: Any):
-        """Load the bundle at *path* (see :func:`tfjsfs.load_model`).
+        """Load the bundle at *path*; options as for :func:`tfjsfs.load_model`.
 
         Returns
         -------
@@ -486,16 +490,11 @@ class TFJSFileSystem(ModelListing, AsyncFileSystem, ChainedFileSystem):
 
     async def _load_weights(self, path: str, names: list[str] | None = None, **options: Any):
         """Coroutine twin of :meth:`load_weights`."""
-        weights = (await self._load_model(path, **options)).weights
-        if names is None:
-            return weights
-        missing = [n for n in names if n not in weights]
-        if missing:
-            raise KeyError(f"no weights named {', '.join(map(repr, missing))}")
-        return {n: weights[n] for n in names}
+        opts = self._api_options(options)
+        return await api.load_weights_async(self._strip_protocol(path), names, **opts)
 
     def load_weights(self, path: str, names: list[str] | None = None, **options: Any):
-        """Weights of the bundle at *path* (see :func:`tfjsfs.load_weights`).
+        """Weights of the bundle at *path* (only *names*' bytes are fetched).
 
         Returns
         -------
@@ -505,15 +504,14 @@ class TFJSFileSystem(ModelListing, AsyncFileSystem, ChainedFileSystem):
 
     async def _save_model(self, artifacts: Any, path: str, **options: Any):
         """Coroutine twin of :meth:`save_model`."""
-        options = self._model_options(options)
-        options.pop("allow_outside")
+        opts = self._api_options(options, load=False)
         try:
-            return await api.save_model_async(artifacts, self._strip_protocol(path), **options)
+            return await api.save_model_async(artifacts, self._strip_protocol(path), **opts)
         finally:
             self.invalidate_cache(path)
 
     def save_model(self, artifacts: Any, path: str, **options: Any):
-        """Save *artifacts* as a bundle in folder *path* (see :func:`tfjsfs.save_model`).
+        """Save *artifacts* in folder *path*; options as for :func:`tfjsfs.save_model`.
 
         Shards are written first and model.json last, create-only unless
         ``overwrite=True``.
@@ -533,26 +531,6 @@ def _first(protocol: Any) -> str:
 def _write_local(path: str, data: bytes) -> None:
     with open(path, "wb") as f:
         f.write(data)
-
-
-def _build_inner(
-    protocol: str,
-    target_options: dict[str, Any] | None,
-    inner_options: dict[str, Any],
-    asynchronous: bool,
-    loop: Any,
-) -> Any:
-    try:
-        cls = fsspec.get_filesystem_class(protocol)
-    except ValueError as exc:
-        raise MissingProtocolError(f"tfjs: unknown inner protocol {protocol!r} ({exc})") from None
-    opts = {**(target_options or {}), **inner_options}
-    if cls.async_impl:
-        if asynchronous:
-            opts.setdefault("asynchronous", True)
-        if loop is not None:
-            opts.setdefault("loop", loop)
-    return cls(**opts)
 
 
 def __getattr__(name: str) -> Any:

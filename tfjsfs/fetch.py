@@ -133,12 +133,12 @@ async def _read_in_chunks(
     held = 0
     for block in blocks:
         if chunk and held + block.nbytes > max_inflight:
-            await reader.read_many(chunk, batch)
+            await reader.read_ranges(chunk, batch)
             chunk, held = [], 0
         chunk.append(block)
         held += block.nbytes
     if chunk:
-        await reader.read_many(chunk, batch)
+        await reader.read_ranges(chunk, batch)
 
 
 def _fits(bundle: Bundle, sizes: Sequence[Sequence[int]]) -> None:

@@ -2,8 +2,17 @@
 
 A :class:`Catalog` belongs to one :class:`~tfjsfs.core.TFJSFileSystem` and
 works on its inner filesystem (inner paths only). It keeps parsed manifests
-per model folder and, on object stores, which folders below a scanned prefix
-hold a ``model.json``. Both caches are dropped by ``invalidate_cache``.
+per model folder (at most :data:`MAX_BUNDLES`) and, on object stores, which
+folders below a scanned prefix hold a ``model.json``. Both caches are dropped
+by ``invalidate_cache``; a cached manifest is also dropped when a listing or
+info shows model.json with another size/ETag/generation/mtime.
+:class:`ModelListing` gives the filesystem its ``_ls``/``_info`` and its
+virtual tensors.
+
+What is a bundle: in folder listings, a sub-folder holding ``model.json``;
+for ``info``/``ls`` of a folder itself (and its ``@tensors``), a folder
+holding ``model.json`` or a single ``*.json`` that parses as a manifest (the
+downloads layout). Over HTTP, a URL whose ``<url>/model.json`` exists.
 
 Costs, by design:
 
@@ -12,31 +21,39 @@ Costs, by design:
   stores one flat listing of the folder's prefix (reused for every folder
   below it until invalidated); on local and memory filesystems one existence
   check per sub-folder (no network); over HTTP nothing (no listing).
+  ``detail=False`` never costs more than the backend's own listing.
 * ``ls(model_folder, detail=True)`` reads that folder's model.json once to
-  give model.json and the shards their roles.
+  give model.json and the shards their roles. Over HTTP the manifest *is*
+  the listing (model.json and the shards inside the folder, one ``HEAD``
+  each for their sizes).
 * ``info(model_folder)`` reads model.json (if not cached) and revalidates a
-  cached one against model.json's current size/ETag/mtime.
+  cached one against model.json's current version. ``info`` of a file named
+  ``model.json``, ``*.bin`` or ``groupN-shardMofK`` reads its folder's
+  manifest once (cached) to give its role; other files cost nothing extra.
+  Over HTTP only a folder-like answer (403, 404, an HTML index) is probed for
+  ``model.json``.
 * Summaries of bundles seen only in a parent listing are added when their
   manifest is already cached; ask ``info`` of the folder for the full one.
+* ``find``, ``glob`` and ``du`` return the backend's entries (no roles), at
+  the backend's cost; ``@tensors`` never appears in them.
 
-Roles: ``{"role": "model", …summary}`` on a model folder,
-``{"role": "manifest"}`` on its model JSON, ``{"role": "shard", "group": g,
-"index": i}`` on a shard (0-based positions in ``weightsManifest``).
+Roles: ``{"role": "model", …summary}`` on a model folder (``"error"`` instead
+when its manifest is invalid or unsafe), ``{"role": "manifest"}`` on its
+model JSON, ``{"role": "shard", "group": g, "index": i}`` on a shard (0-based
+positions in ``weightsManifest``), ``{"role": "tensor", …}`` on a virtual
+tensor file.
 """
 
 from __future__ import annotations
 
-import asyncio
-import inspect
+import dataclasses
 import posixpath
 import re
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
-from fsspec.implementations.memory import MemoryFileSystem
+from fsspec.asyn import sync
 
-from .bundle import Bundle, open_bundle
+from .catalog import LISTING_BATCH, CachedBundle, accepts
 from .concurrency import gather_bounded
 from .errors import (
     ManifestError,
@@ -45,68 +62,14 @@ from .errors import (
     UnsafePathError,
     WeightDataError,
 )
-from .fetch import load_index
 from .files import VirtualTensor, npy_size, tensor_entries, tensor_entry
-from .layouts import MODEL_JSON, json_candidates
-from .manifest import ModelJSON, WeightIndex
+from .layouts import MODEL_JSON
 from .paths import TENSORS_DIR, ResolvedPath, split_tensor_path
-from .retry import RetryPolicy
-from .writer import is_local
 
-__all__ = ["CachedBundle", "Catalog", "ModelListing", "summary"]
+__all__ = ["ModelListing", "summary"]
 
+_KINDS = {"model": "model_dir", "manifest": "model_json", "shard": "shard"}
 _SHARD_NAME = re.compile(r"(^group\d+-shard\d+of\d+(\.bin)?$)|(\.bin$)")
-
-LISTING_BATCH = 32
-# info keys that change when a file is rewritten (first match of each kind wins)
-_IDENTITY_KEYS = (
-    "size",
-    "ETag",
-    "etag",
-    "md5Hash",
-    "generation",
-    "mtime",
-    "LastModified",
-    "updated",
-    "created",
-)
-
-
-def identity(info: Mapping[str, Any] | None) -> dict[str, str]:
-    """The fields of an info dict that say which version of a file it describes."""
-    if not info:
-        return {}
-    return {k: str(info[k]) for k in _IDENTITY_KEYS if info.get(k) is not None}
-
-
-def same_version(old: Mapping[str, str], new: Mapping[str, str]) -> bool:
-    """Whether two identities agree on every field both have."""
-    return all(old[k] == new[k] for k in old.keys() & new.keys())
-
-
-@dataclass
-class CachedBundle:
-    """A bundle (:class:`tfjsfs.bundle.Bundle`) and the model.json version it was read from."""
-
-    bundle: Bundle
-    version: dict[str, str]
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
-
-    @property
-    def json_path(self) -> str:
-        return self.bundle.json_path
-
-    @property
-    def doc(self) -> ModelJSON:
-        return self.bundle.doc
-
-    def roles(self) -> dict[str, dict[str, Any]]:
-        """``{inner path: tfjs entry}`` for model.json and every shard."""
-        out: dict[str, dict[str, Any]] = {self.json_path: {"role": "manifest"}}
-        for g, paths in enumerate(self.bundle.shard_paths):
-            for i, path in enumerate(paths):
-                out.setdefault(path, {"role": "shard", "group": g, "index": i})
-        return out
 
 
 def summary(cached: CachedBundle) -> dict[str, Any]:
@@ -139,209 +102,11 @@ def _base(path: str) -> str:
     return posixpath.basename(path.rstrip("/"))
 
 
-def _accepts(func: Any, name: str) -> bool:
-    try:
-        params = inspect.signature(func).parameters
-    except (TypeError, ValueError):
-        return False
-    return name in params
-
-
-class Catalog:
-    """Parsed manifests and bundle locations of one filesystem.
-
-    Parameters
-    ----------
-    fs : fsspec.asyn.AsyncFileSystem
-        The inner filesystem.
-    listable : bool
-        False over HTTP: a model folder is found by its ``model.json`` URL.
-    allow_outside : bool
-        Accept manifest shard paths outside the model folder.
-    policy : RetryPolicy, optional
-        Retries and timeouts of model.json and weight reads.
-    """
-
-    def __init__(
-        self,
-        fs: Any,
-        *,
-        listable: bool = True,
-        allow_outside: bool = False,
-        policy: RetryPolicy | None = None,
-    ):
-        self.fs = fs
-        self.policy = policy or RetryPolicy()
-        self.listable = listable
-        self.allow_outside = allow_outside
-        self._bundles: dict[str, CachedBundle] = {}
-        self._scans: dict[str, frozenset[str]] = {}
-        self._sync_fs = getattr(fs, "sync_fs", fs)
-        self._cheap_probe = is_local(fs) or isinstance(self._sync_fs, MemoryFileSystem)
-
-    # ------------------------------------------------------------ caches
-    def invalidate(self, path: str | None = None) -> None:
-        """Forget bundles and scans at, above or below inner *path* (all if None)."""
-        if path is None:
-            self._bundles.clear()
-            self._scans.clear()
-            return
-        path = path.rstrip("/")
-
-        def related(key: str) -> bool:
-            return key == path or key.startswith(path + "/") or path.startswith(key + "/")
-
-        for key in [k for k in self._bundles if related(k)]:
-            del self._bundles[key]
-        for key in [k for k in self._scans if related(k)]:
-            del self._scans[key]
-
-    def cached(self, folder: str) -> CachedBundle | None:
-        """The cached bundle of *folder*, without any request."""
-        return self._bundles.get(folder.rstrip("/"))
-
-    # ----------------------------------------------------------- bundles
-    async def _locate(self, folder: str, names: Iterable[str] | None) -> str | None:
-        if not self.listable:
-            return f"{folder}/{MODEL_JSON}"
-        if names is None:
-            try:
-                names = await self.fs._ls(folder, detail=False)
-            except (FileNotFoundError, NotADirectoryError):
-                return None
-        candidates = json_candidates([n.rstrip("/") for n in names])
-        return candidates[0] if len(candidates) == 1 else None
-
-    async def _info_fresh(self, path: str) -> dict[str, Any]:
-        """The backend's current info of *path*, not its listing cache's."""
-        if _accepts(self.fs._info, "refresh"):
-            return await self.fs._info(path, refresh=True)  # s3fs
-        self._sync_fs.invalidate_cache(path)  # gcsfs and others answer from listings
-        return await self.fs._info(path)
-
-    async def bundle(
-        self,
-        folder: str,
-        *,
-        names: Iterable[str] | None = None,
-        json_info: Mapping[str, Any] | None = None,
-        revalidate: bool = False,
-    ) -> CachedBundle | None:
-        """The bundle in inner *folder*, or None if it holds no model JSON.
-
-        Parameters
-        ----------
-        folder : str
-        names : iterable of str, optional
-            A listing of *folder* already at hand.
-        json_info : mapping, optional
-            The model JSON's entry from that listing (checked against the
-            cached version).
-        revalidate : bool
-            Ask the backend for model.json's current version (bypassing its
-            listing cache) before trusting a cached manifest.
-
-        Raises
-        ------
-        ManifestError
-            When the folder's ``model.json`` is not a valid manifest.
-        """
-        folder = folder.rstrip("/")
-        cached = self._bundles.get(folder)
-        if cached is not None:
-            if json_info is None and revalidate:
-                try:
-                    json_info = await self._info_fresh(cached.json_path)
-                except FileNotFoundError:
-                    self._bundles.pop(folder, None)
-                    return None
-            if json_info is None or same_version(cached.version, identity(json_info)):
-                return cached
-            self._bundles.pop(folder, None)
-            self._sync_fs.invalidate_cache(folder)  # its listing is as old as the manifest
-        json_path = await self._locate(folder, names)
-        if json_path is None:
-            return None
-        cached = await self._read(json_path, json_info)
-        if cached is not None:
-            self._bundles[folder] = cached
-        return cached
-
-    async def _read(
-        self, json_path: str, json_info: Mapping[str, Any] | None
-    ) -> CachedBundle | None:
-        async def info() -> dict[str, Any] | None:
-            if json_info is not None:
-                return dict(json_info)
-            try:
-                return await self._info_fresh(json_path)
-            except (FileNotFoundError, NotImplementedError):
-                return None
-
-        opened = open_bundle(
-            self.fs, json_path, allow_outside=self.allow_outside, policy=self.policy
-        )
-        try:
-            bundle, found = await asyncio.gather(opened, info())
-        except ModelNotFoundError:
-            return None
-        except ManifestError:
-            if posixpath.basename(json_path) == MODEL_JSON:
-                raise
-            return None  # a lone .json that is not a manifest: a plain folder
-        return CachedBundle(bundle, identity(found))
-
-    async def index(self, cached: CachedBundle) -> WeightIndex:
-        """The weight index of *cached* (shard sizes and string lengths resolved).
-
-        Raises
-        ------
-        ShardMissingError, WeightDataError
-            When a shard is missing or the shards are too short.
-        """
-        async with cached.lock:
-            return await load_index(self.fs, cached.bundle, policy=self.policy)
-
-    # ---------------------------------------------------- folder listings
-    async def model_children(self, folder: str, dirs: list[str]) -> set[str]:
-        """Which of the sub-folders *dirs* of *folder* hold a ``model.json``."""
-        if not dirs or not self.listable:
-            return set()
-        folder = folder.rstrip("/")
-        if self._cheap_probe:
-            found = await gather_bounded(
-                (self.fs._exists(f"{d}/{MODEL_JSON}") for d in dirs), LISTING_BATCH
-            )
-            return {d for d, ok in zip(dirs, found, strict=True) if ok}
-        models = self._scan_for(folder)
-        if models is None:
-            try:
-                files = await self.fs._find(folder)
-            except (FileNotFoundError, NotADirectoryError):
-                files = []
-            models = frozenset(
-                posixpath.dirname(p) for p in files if posixpath.basename(p) == MODEL_JSON
-            )
-            self._scans[folder] = models
-        wanted = {d.rstrip("/") for d in dirs}
-        return {d for d in models if d in wanted}
-
-    def _scan_for(self, folder: str) -> frozenset[str] | None:
-        path = folder
-        while True:
-            if path in self._scans:
-                return self._scans[path]
-            parent = posixpath.dirname(path)
-            if not parent or parent == path:
-                return None
-            path = parent
-
-
 class ModelListing:
     """The model-aware ``ls``/``info`` and virtual tensors of a TFJSFileSystem.
 
     A mixin: :class:`~tfjsfs.core.TFJSFileSystem` provides ``fs`` (the async
-    inner filesystem), ``_catalog`` (a :class:`Catalog`), ``_http``,
+    inner filesystem), ``_catalog`` (a :class:`~tfjsfs.catalog.Catalog`), ``_http``,
     ``mark_models``, ``_resolve``, ``_entry``, ``_outer`` and
     ``invalidate_cache``. Entries keep fsspec's types and carry a ``"tfjs"``
     key (see the module docstring).
@@ -360,7 +125,7 @@ class ModelListing:
         return entries if detail else [e["name"] for e in entries]
 
     async def _ls_store(self, rp: ResolvedPath, refresh: bool, detail: bool) -> list[dict]:
-        opts = {"refresh": True} if refresh and _accepts(self.fs._ls, "refresh") else {}
+        opts = {"refresh": True} if refresh and accepts(self.fs._ls, "refresh") else {}
         raw = await self.fs._ls(rp.inner, detail=True, **opts)
         entries = [self._entry(e) for e in raw]
         if not detail:
@@ -369,6 +134,8 @@ class ModelListing:
         json_info = next(
             (e for e, n in zip(raw, names, strict=True) if _base(n) == MODEL_JSON), None
         )
+        if names == [rp.inner.rstrip("/")]:  # ls of a file lists the file itself
+            json_info = None
         if json_info is not None:
             try:
                 cached = await self._catalog.bundle(rp.inner, names=names, json_info=json_info)
@@ -438,15 +205,21 @@ class ModelListing:
         return info
 
     async def _info_http(self, rp: ResolvedPath) -> dict[str, Any]:
+        """HEAD the URL; only a folder-like answer is probed for a model.json."""
+
         async def plain() -> dict[str, Any] | None:
             try:
                 return await self.fs._info(rp.inner)
             except FileNotFoundError:
                 return None
 
-        info, tfjs = await asyncio.gather(plain(), self._model_summary(rp.inner))
-        if tfjs is not None:
-            return {"name": rp.path, "size": 0, "type": "directory", "tfjs": tfjs}
+        info = await plain()
+        mimetype = str((info or {}).get("mimetype", ""))
+        if info is None or info.get("size") is None or mimetype.startswith("text/html"):
+            # a folder (forbidden, or an index page) may be a model: its model.json says
+            tfjs = await self._model_summary(rp.inner)
+            if tfjs is not None:
+                return {"name": rp.path, "size": 0, "type": "directory", "tfjs": tfjs}
         if info is None:
             raise FileNotFoundError(rp.path)
         info = self._entry(info)
@@ -474,6 +247,32 @@ class ModelListing:
             return None
         role = cached.roles().get(inner)
         return dict(role) if role else None
+
+    async def _resolve_path(self, path: str) -> ResolvedPath:
+        """Coroutine twin of :meth:`resolve_path`."""
+        rp = self._resolve(path)
+        if rp.is_virtual:
+            return rp
+        role = ((await self._info(path)).get("tfjs") or {}).get("role")
+        kind = _KINDS.get(role, "other")
+        if kind == "other":
+            return rp
+        root = rp.inner if kind == "model_dir" else posixpath.dirname(rp.inner)
+        return dataclasses.replace(rp, kind=kind, model_root=root)
+
+    def resolve_path(self, path: str) -> ResolvedPath:
+        """What *path* names: a model folder, its model JSON, a shard, a tensor…
+
+        Returns
+        -------
+        tfjsfs.paths.ResolvedPath
+
+        Raises
+        ------
+        FileNotFoundError
+            When *path* does not exist.
+        """
+        return sync(self.loop, self._resolve_path, path)
 
     # ---------------------------------------------------- virtual tensors
     async def _bundle_of(self, rp: ResolvedPath, revalidate: bool = False):

@@ -19,6 +19,7 @@ Every function has a coroutine twin (``…_async``) for use inside an event loop
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import datetime as _dt
 import os
@@ -216,10 +217,13 @@ async def find_bundles(
     files = {p.rstrip("/"): e for p, e in found.items() if e.get("type", "file") == "file"}
     single = path.endswith(".json") and path in files
     candidates = [path] if single else _candidates(files)
+    names = sorted(files)
     out = []
-    for json_path in sorted(candidates, key=lambda p: _model_url_key(p)):
+    for json_path in sorted(candidates, key=_model_url_key):
         folder = posixpath.dirname(json_path)
-        below = {p: e for p, e in files.items() if p.startswith(folder + "/")}
+        # the files below folder/ are one contiguous run of the sorted names ("0" follows "/")
+        lo, hi = bisect.bisect_left(names, folder + "/"), bisect.bisect_left(names, folder + "0")
+        below = {p: files[p] for p in names[lo:hi]}
         is_model_json = posixpath.basename(json_path) == MODEL_JSON
         where = folder if is_model_json else json_path
         out.append(BundleListing(_external(prefix, path, where), json_path, below))

@@ -31,11 +31,13 @@ __all__ = [
     "MissingProtocolError",
     "ResolvedPath",
     "as_async",
+    "build_inner",
     "decode_weight_name",
     "encode_weight_name",
     "inner_url",
     "is_http",
     "resolve",
+    "resolve_virtual",
     "split_tensor_path",
     "split_tfjs_protocol",
     "strip_tfjs",
@@ -106,6 +108,36 @@ def as_async(fs: Any, asynchronous: bool = False) -> AsyncFileSystem:
     return AsyncFileSystemWrapper(fs, asynchronous=asynchronous)
 
 
+def build_inner(
+    protocol: str,
+    target_options: dict[str, Any] | None,
+    inner_options: dict[str, Any],
+    asynchronous: bool,
+    loop: Any,
+) -> Any:
+    """The inner filesystem of a tfjs filesystem, in the same sync/async mode.
+
+    Options are *target_options* updated by *inner_options*; an async class
+    gets ``asynchronous=True`` (and *loop*) when asked.
+
+    Raises
+    ------
+    MissingProtocolError
+        For a protocol fsspec does not know.
+    """
+    try:
+        cls = fsspec.get_filesystem_class(protocol)
+    except ValueError as exc:
+        raise MissingProtocolError(f"tfjs: unknown inner protocol {protocol!r} ({exc})") from None
+    opts = {**(target_options or {}), **inner_options}
+    if cls.async_impl:
+        if asynchronous:
+            opts.setdefault("asynchronous", True)
+        if loop is not None:
+            opts.setdefault("loop", loop)
+    return cls(**opts)
+
+
 def resolve(url: Any, *, fs: Any = None, **storage_options: Any) -> tuple[AsyncFileSystem, str]:
     """The async inner filesystem and inner path for *url*.
 
@@ -135,9 +167,13 @@ def resolve(url: Any, *, fs: Any = None, **storage_options: Any) -> tuple[AsyncF
         fs, path = fsspec.core.url_to_fs(url, **storage_options)
     else:
         path = fs._strip_protocol(url)
-    if isinstance(fs, TFJSFileSystem):
-        return fs.fs, fs.inner_path(path)
-    return as_async(fs), path
+    if not isinstance(fs, TFJSFileSystem):
+        return as_async(fs), path
+    inner = fs.fs
+    if storage_options.get("skip_instance_cache") and getattr(inner, "cachable", False):
+        # a private instance was asked for (its sessions get closed): the inner too
+        inner = type(inner)(**inner.storage_options, skip_instance_cache=True)
+    return inner, fs.inner_path(path)
 
 
 # ------------------------------------------------------------ weight names

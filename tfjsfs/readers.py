@@ -358,8 +358,13 @@ class GenericReader(Reader):
         timeout = self.policy.total_timeout(block.nbytes)
         await with_retries(attempt, self.policy, self.where(block), timeout=timeout)
 
-    async def read_many(self, blocks: Sequence[Block], batch_size: int) -> None:
-        """One ``_cat_ranges`` per filesystem, then retries of what failed."""
+    async def read_ranges(self, blocks: Sequence[Block], batch_size: int) -> None:
+        """All *blocks* with one ``_cat_ranges`` per filesystem, then retries of what failed.
+
+        Every reply is held until the call returns: callers bound the bytes
+        asked for at once. (Whole-shard loads use :meth:`read_many` instead,
+        which holds at most ``batch_size`` replies.)
+        """
         by_fs: dict[int, tuple[Any, list[Block]]] = {}
         for block in blocks:
             fs = self.bundle.fs_for(block.path)
@@ -390,7 +395,7 @@ class GenericReader(Reader):
                 except Transient:
                     retry.append(block)
         if retry:
-            await super().read_many(retry, batch_size)
+            await self.read_many(retry, batch_size)
 
 
 def reader_kind(fs: Any) -> type[Reader]:

@@ -1,0 +1,621 @@
+"""The ``tfjsfs`` subcommands, and the helpers they share (option parsing,
+progress bars, tables, JSON output). The parser and entry point are in
+:mod:`tfjsfs.cli`; every command takes the parsed ``argparse.Namespace`` and
+returns an exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import posixpath
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = [
+    "CLIError",
+    "cmd_cat",
+    "cmd_cp",
+    "cmd_info",
+    "cmd_ls",
+    "cmd_mv",
+    "cmd_rewrite",
+    "cmd_rm",
+    "cmd_scan",
+    "cmd_serve",
+    "cmd_verify",
+    "parse_options",
+    "parse_quantize",
+    "parse_size",
+]
+
+
+# ------------------------------------------------------------------ helpers
+
+
+class CLIError(Exception):
+    """A user-facing error with a one-line message."""
+
+
+def _value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def parse_options(pairs: Sequence[str] | None) -> dict[str, Any]:
+    """``["a=1", "b.c=x"]`` → ``{"a": 1, "b": {"c": "x"}}``."""
+    out: dict[str, Any] = {}
+    for pair in pairs or ():
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise CLIError(f"storage option {pair!r} is not KEY=VALUE")
+        *parents, leaf = key.split(".")
+        target = out
+        for part in parents:
+            target = target.setdefault(part, {})
+            if not isinstance(target, dict):
+                raise CLIError(f"storage option {key!r} conflicts with another option")
+        target[leaf] = _value(raw)
+    return out
+
+
+_SIZE_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1000,
+    "kb": 1000,
+    "kib": 1024,
+    "m": 1000**2,
+    "mb": 1000**2,
+    "mib": 1024**2,
+    "g": 1000**3,
+    "gb": 1000**3,
+    "gib": 1024**3,
+}
+
+
+def parse_size(text: str) -> int:
+    """``"4MiB"`` → 4194304; ``"512k"`` → 512000; ``"100"`` → 100."""
+    raw = text.strip().lower().replace(" ", "")
+    number = raw.rstrip("abcdefghijklmnopqrstuvwxyz")
+    unit = raw[len(number) :]
+    try:
+        value = float(number) * _SIZE_UNITS[unit]
+    except (KeyError, ValueError):
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 4MiB, 512k, 100)") from None
+    if value <= 0 or value != int(value):
+        raise argparse.ArgumentTypeError(
+            f"size must be a positive whole number of bytes: {text!r}"
+        )
+    return int(value)
+
+
+def parse_quantize(specs: Sequence[str] | None) -> Any:
+    """``["uint8"]`` → ``"uint8"``; ``["uint8=dense*", "float16"]`` → mapping."""
+    if not specs:
+        return None
+    if len(specs) == 1 and "=" not in specs[0]:
+        return specs[0]
+    plan: dict[str, Any] = {}
+    for spec in specs:
+        dtype, sep, patterns = spec.partition("=")
+        plan[dtype] = patterns.split(",") if sep else True
+    return plan
+
+
+def human_size(nbytes: int | None) -> str:
+    from .summary import human_size as fmt
+
+    return fmt(nbytes)
+
+
+def _show_progress(args: argparse.Namespace) -> bool:
+    if args.quiet:
+        return False
+    return bool(args.progress) or sys.stderr.isatty()
+
+
+def progress(args: argparse.Namespace, desc: str, unit: str = "B") -> Any:
+    """A tqdm progress callback on stderr, or a silent one when not wanted."""
+    from fsspec.callbacks import NoOpCallback
+
+    if not _show_progress(args):
+        return NoOpCallback()
+    try:
+        from fsspec.callbacks import TqdmCallback
+
+        kwargs = {"desc": desc, "unit": unit, "leave": True, "file": sys.stderr}
+        if unit == "B":
+            kwargs.update(unit_scale=True, unit_divisor=1024)
+        return TqdmCallback(tqdm_kwargs=kwargs)
+    except ImportError:  # tqdm is the "cli" extra
+        return NoOpCallback()
+
+
+def _short(url: str) -> str:
+    """The last part of a URL or path, for progress labels."""
+    return str(url).rstrip("/").rsplit("/", 1)[-1] or str(url)
+
+
+def _close(callback: Any) -> None:
+    close = getattr(callback, "close", None)
+    if close is not None:
+        close()
+
+
+def _opts(args: argparse.Namespace) -> dict[str, Any]:
+    return parse_options([*(args.options or []), *(getattr(args, "options_sub", None) or [])])
+
+
+def _print_table(rows: list[list[str]], header: list[str], right: Sequence[int] = ()) -> None:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        cells = [
+            str(c).rjust(w) if i in right else str(c).ljust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        ]
+        print("  ".join(cells).rstrip())
+
+
+def _dump_json(value: Any) -> None:
+    json.dump(value, sys.stdout, indent=2, default=str)
+    sys.stdout.write("\n")
+
+
+# ----------------------------------------------------------------- commands
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    from fsspec.asyn import get_loop, sync
+
+    from .manage import find_bundles
+    from .paths import resolve
+
+    fs, path = resolve(args.prefix, **_opts(args))
+    bundles = sync(get_loop(), find_bundles, fs, path, args.prefix)
+    records = []
+    for b in bundles:
+        rec: dict[str, Any] = {"url": b.url, "error": b.error}
+        if b.doc is not None:
+            info = b.info()
+            specs = b.doc.weight_specs
+            rec.update(
+                format=b.doc.format,
+                generatedBy=b.doc.generated_by,
+                weights=len(specs),
+                shards=sum(len(g.paths) for g in b.doc.weights_manifest),
+                bytes=info.weight_data_bytes,
+                dtypes=sorted({s.dtype for s in specs}),
+                quantization=sorted({s.quantization.dtype for s in specs if s.quantization}),
+                **info.to_json(),
+            )
+        records.append(rec)
+    if args.json:
+        _dump_json(records)
+        return 0
+    rows = []
+    for r in records:
+        if r["error"]:
+            rows.append(["?", "?", "?", "BROKEN", r["url"] + f"  ({r['error']})"])
+            continue
+        quant = "+" + ",".join(r["quantization"]) if r["quantization"] else ""
+        rows.append(
+            [
+                human_size(r["bytes"]),
+                str(r["weights"]),
+                str(r["shards"]),
+                (r["format"] or "-") + quant,
+                r["url"],
+            ]
+        )
+    if rows:
+        _print_table(rows, ["SIZE", "WEIGHTS", "SHARDS", "FORMAT", "URL"], right=(0, 1, 2))
+    total = sum(r.get("bytes") or 0 for r in records)
+    broken = sum(1 for r in records if r["error"])
+    tail = f", {broken} unreadable" if broken else ""
+    print(f"{len(records)} model(s), {human_size(total)} of weights{tail}", file=sys.stderr)
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from fsspec.asyn import get_loop, sync
+
+    from .errors import ModelNotFoundError
+    from .fetch import locate_model_json
+    from .manage import BundleListing
+    from .manifest import ModelJSON
+    from .paths import resolve
+    from .summary import summarize
+    from .transfer import norm
+
+    fs, path = resolve(args.url, **_opts(args))
+
+    async def read():
+        json_path = await locate_model_json(fs, path)
+        try:
+            raw = await fs._cat_file(json_path)
+        except FileNotFoundError:
+            raise ModelNotFoundError(f"{json_path} does not exist") from None
+        doc = ModelJSON.parse(raw, json_path)
+        try:
+            entries = await fs._ls(posixpath.dirname(json_path), detail=True)
+        except (OSError, NotImplementedError, ValueError):
+            entries = []  # HTTP without listings: sizes from the manifest
+        listing = {norm(e["name"].rstrip("/")): e for e in entries}
+        return json_path, doc, BundleListing(args.url, json_path, listing, doc=doc).info()
+
+    json_path, doc, info = sync(get_loop(), read)
+    summary = summarize(doc)
+    if args.json:
+        _dump_json(
+            {"url": args.url, "modelJson": json_path, **summary.to_json(), **info.to_json()}
+        )
+        return 0
+    print(f"model         {args.url}")
+    print(f"format        {summary.format or '-'} ({summary.model_class or 'unknown class'})")
+    print(f"generatedBy   {summary.generated_by or '-'}")
+    print(f"convertedBy   {summary.converted_by or '-'}")
+    for label, tensors in (("inputs", summary.inputs), ("outputs", summary.outputs)):
+        text = ", ".join(
+            f"{t.name} {_shape(t.shape)}" + (f" {t.dtype}" if t.dtype else "") for t in tensors
+        )
+        print(f"{label:<14}{text or '-'}")
+    quant = sorted({s.quantization.dtype for s in summary.weights if s.quantization})
+    print(
+        f"weights       {len(summary.weights)} ({summary.parameters:,} values, "
+        f"{human_size(info.weight_data_bytes)}) in {summary.groups} group(s), "
+        f"{summary.shards} shard(s)" + (f"; quantized {','.join(quant)}" if quant else "")
+    )
+    if summary.layers:
+        print(f"\nlayers ({len(summary.layers)})")
+        rows = [[layer.name, layer.kind, f"{layer.params:,}"] for layer in summary.layers]
+        _print_table(rows, ["NAME", "CLASS", "PARAMS"], right=(2,))
+    if summary.ops:
+        ops = ", ".join(f"{op} x{n}" for op, n in summary.ops.items())
+        print(f"\nops ({sum(summary.ops.values())} nodes): {ops}")
+    if summary.weights and not args.no_weights:
+        print(f"\nweights ({len(summary.weights)})")
+        rows = [
+            [
+                s.name,
+                _shape(list(s.shape)),
+                s.dtype,
+                s.quantization.dtype if s.quantization else "-",
+                human_size(s.byte_length),
+            ]
+            for s in summary.weights
+        ]
+        _print_table(rows, ["NAME", "SHAPE", "DTYPE", "QUANT", "BYTES"], right=(4,))
+    return 0
+
+
+def _shape(shape: Any) -> str:
+    if shape is None:
+        return "[?]"
+    return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
+
+
+def _copy_one(args, src: str, dst: str, opts: dict, *, move: bool = False) -> int:
+    from .manage import copy_model, move_model
+
+    if args.dry_run:
+        print(f"would {'move' if move else 'copy'} {src} -> {dst}")
+        return 0
+    callback = progress(args, f"{'mv' if move else 'cp'} {_short(src)}")
+    try:
+        result = (move_model if move else copy_model)(src, dst, callback=callback, **opts)
+    finally:
+        _close(callback)
+    size = human_size(result.model_artifacts_info.weight_data_bytes)
+    verb = "moved" if move else "copied"
+    checked = "" if opts.get("verify", True) is False else ", verified"
+    print(f"{verb} {src} -> {dst} ({len(result.files)} files, {size}{checked})")
+    return 0
+
+
+def _copy_options(args: argparse.Namespace) -> dict[str, Any]:
+    opts: dict[str, Any] = {
+        "overwrite": args.overwrite,
+        "shard_size": args.shard_size,
+        "quantize": parse_quantize(args.quantize),
+        "verify": not args.no_verify,
+        "storage_options": _opts(args),
+        "src_options": parse_options(args.src_option),
+        "dst_options": parse_options(args.dst_option),
+    }
+    if getattr(args, "dequantize", False):
+        opts["dequantize"] = True
+    return opts
+
+
+def _copy_many(args: argparse.Namespace, *, move: bool) -> int:
+    from . import bulk
+    from .manage import remove_model
+
+    opts = _copy_options(args)
+    if move:
+        opts["verify"] = True
+    if args.dry_run:
+        found = bulk.discover(args.src, {**opts["storage_options"], **opts["src_options"]})
+        for b in found:
+            print(
+                f"would {'move' if move else 'copy'} {b.url} -> "
+                f"{bulk.destination(args.src, args.dst, b.url)}"
+            )
+        return 0
+    callback = progress(args, "models", unit="model")
+    try:
+        frame = bulk.copy_all(
+            args.src,
+            args.dst,
+            args.scheduler,
+            overwrite=opts["overwrite"],
+            shard_size=opts["shard_size"],
+            quantize=opts["quantize"],
+            verify=opts["verify"],
+            progress=callback,
+            src_options=opts["src_options"],
+            dst_options=opts["dst_options"],
+            **opts["storage_options"],
+        )
+    finally:
+        _close(callback)
+    failed = 0
+    for row in frame.itertuples():
+        if not row.ok:
+            failed += 1
+            print(f"FAILED {row.src}: {row.error}", file=sys.stderr)
+            continue
+        if move:
+            remove_model(row.src, **{**opts["storage_options"], **opts["src_options"]})
+        print(f"{'moved' if move else 'copied'} {row.src} -> {row.dst} ({human_size(row.bytes)})")
+    done = len(frame) - failed
+    total = int(frame.loc[frame.ok, "bytes"].sum()) if len(frame) else 0
+    print(
+        f"{done} of {len(frame)} model(s) {'moved' if move else 'copied'}, {human_size(total)}",
+        file=sys.stderr,
+    )
+    return 1 if failed else 0
+
+
+def cmd_cp(args: argparse.Namespace, move: bool = False) -> int:
+    if args.recursive:
+        return _copy_many(args, move=move)
+    if args.scheduler:
+        raise CLIError("--scheduler needs -r (a whole prefix)")
+    opts = _copy_options(args)
+    if move:
+        opts.pop("verify")
+    return _copy_one(args, args.src, args.dst, opts, move=move)
+
+
+def cmd_mv(args: argparse.Namespace) -> int:
+    return cmd_cp(args, move=True)
+
+
+def _bundle_urls(prefix: str, opts: dict[str, Any]) -> list[str]:
+    from . import bulk
+
+    return [b.url for b in bulk.discover(prefix, opts)]
+
+
+def cmd_rm(args: argparse.Namespace) -> int:
+    from .manage import remove_model, remove_model_files
+
+    opts = _opts(args)
+    targets = []
+    for url in args.urls:
+        if args.recursive:
+            found = _bundle_urls(url, opts)
+            if not found:
+                print(f"no models under {url}", file=sys.stderr)
+            targets.extend(found)
+        else:
+            targets.append(url)
+    for url in targets:
+        if args.dry_run:
+            files = remove_model_files(url, **opts)
+            print(f"would remove {url} ({len(files)} files: model JSON first)")
+            for f in files:
+                print(f"  {f}")
+            continue
+        info = remove_model(url, **opts)
+        print(f"removed {url} ({human_size(info.weight_data_bytes)})")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from .verify import verify_model
+
+    opts = _opts(args)
+    if args.scheduler:
+        return _verify_cluster(args, opts)
+    urls = []
+    for url in args.urls:
+        urls.extend(_bundle_urls(url, opts) if args.recursive else [url])
+    results, failed = [], 0
+    callback = progress(args, "verify", unit="model") if len(urls) > 1 else None
+    if callback is not None:
+        callback.set_size(len(urls))
+    try:
+        for url in urls:
+            problems = verify_model(
+                url,
+                values=args.values,
+                allow_outside=args.allow_outside,
+                storage_options=opts,
+            )
+            bad = [p for p in problems if p.level == "error" or args.strict]
+            failed += bool(bad)
+            results.append(
+                {"url": url, "ok": not bad, "problems": [p.to_json() for p in problems]}
+            )
+            if not args.json:
+                print(f"{'OK  ' if not bad else 'FAIL'} {url}")
+                for p in problems:
+                    print(f"  {p}")
+            if callback is not None:
+                callback.relative_update(1)
+    finally:
+        if callback is not None:
+            _close(callback)
+    if args.json:
+        _dump_json(results)
+    if args.recursive and not urls:
+        print("no models found", file=sys.stderr)
+        return 1
+    return 1 if failed else 0
+
+
+def _verify_cluster(args: argparse.Namespace, opts: dict[str, Any]) -> int:
+    from . import bulk
+
+    targets = args.urls[0] if args.recursive and len(args.urls) == 1 else list(args.urls)
+    if args.recursive and len(args.urls) > 1:
+        targets = [u for prefix in args.urls for u in _bundle_urls(prefix, opts)]
+    callback = progress(args, "verify", unit="model")
+    try:
+        frame = bulk.verify_all(
+            targets, args.scheduler, values=args.values, progress=callback, **opts
+        )
+    finally:
+        _close(callback)
+    failed = 0
+    for row in frame.itertuples():
+        bad = bool(row.errors) or (args.strict and bool(row.warnings))
+        failed += bad
+        if not args.json:
+            print(f"{'FAIL' if bad else 'OK  '} {row.url}")
+            for message in [*row.errors, *row.warnings]:
+                print(f"  {message}")
+    if args.json:
+        _dump_json(frame.to_dict(orient="records"))
+    return 1 if failed else 0
+
+
+def cmd_cat(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .api import load_weights
+
+    value = load_weights(
+        args.url, [args.weight], storage_options=_opts(args), progress=_show_progress(args)
+    )[args.weight]
+    as_npy = args.npy or (args.output is not None and args.output.endswith(".npy"))
+    if as_npy:
+        if args.output in (None, "-"):
+            if sys.stdout.isatty():
+                raise CLIError("refusing to write .npy bytes to a terminal; use -o FILE")
+            np.save(sys.stdout.buffer, value, allow_pickle=value.dtype == object)
+            sys.stdout.buffer.flush()
+        else:
+            with open(args.output, "wb") as f:
+                np.save(f, value, allow_pickle=value.dtype == object)
+        return 0
+    if value.dtype == object:
+        value = np.vectorize(_text, otypes=[object])(value) if value.size else value
+    threshold = sys.maxsize if args.full else 1000
+    with np.printoptions(threshold=threshold, linewidth=100):
+        text = np.array2string(value, separator=", ")
+    header = f"# {args.weight}: shape {list(value.shape)}, dtype {value.dtype}\n"
+    out = header + text + "\n"
+    if args.output in (None, "-"):
+        sys.stdout.write(out)
+    else:
+        with open(args.output, "w", encoding="utf-8") as f:
+            f.write(out)
+    return 0
+
+
+def _text(item: bytes) -> Any:
+    try:
+        return item.decode("utf-8")
+    except UnicodeDecodeError:
+        return item
+
+
+def cmd_rewrite(args: argparse.Namespace) -> int:
+    from .manage import copy_model
+
+    dst = args.dst or args.url
+    quantize = None
+    if args.command == "quantize":
+        quantize = {args.dtype: args.weights} if args.weights else args.dtype
+    shard_size = getattr(args, "shard_size", None)
+    callback = progress(args, f"{args.command} {_short(args.url)}")
+    try:
+        result = copy_model(
+            args.url,
+            dst,
+            overwrite=args.dst is None or args.overwrite,
+            shard_size=shard_size,
+            quantize=quantize,
+            dequantize=getattr(args, "dequantize", False),
+            callback=callback,
+            storage_options=_opts(args),
+        )
+    finally:
+        _close(callback)
+    size = human_size(result.model_artifacts_info.weight_data_bytes)
+    where = dst if args.dst else f"{dst} (in place)"
+    print(f"rewrote {where}: {len(result.files) - 1} shard(s), {size} of weights, verified")
+    return 0
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    from . import bulk
+
+    callback = progress(args, "scan", unit="model")
+    try:
+        frame = bulk.scan(
+            args.prefix, args.scheduler, values=args.values, progress=callback, **_opts(args)
+        )
+    finally:
+        _close(callback)
+    if args.json:
+        _dump_json(frame.to_dict(orient="records"))
+    elif args.csv:
+        out = frame.copy()
+        out["problems"] = out["problems"].map(" | ".join)
+        out.to_csv(sys.stdout, index=False)
+    else:
+        rows = [
+            [
+                "ok" if r.ok else "BROKEN",
+                human_size(r.bytes),
+                "?" if r.weights is None else str(int(r.weights)),
+                r.dtypes or "-",
+                r.quantization or "-",
+                r.url,
+            ]
+            for r in frame.itertuples()
+        ]
+        if rows:
+            _print_table(rows, ["STATUS", "SIZE", "WEIGHTS", "DTYPES", "QUANT", "URL"], (1, 2))
+        for r in frame.itertuples():
+            for message in r.problems:
+                print(f"{r.url}: {message}")
+        broken = int((~frame.ok).sum()) if len(frame) else 0
+        print(f"{len(frame)} model(s), {broken} with errors", file=sys.stderr)
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        from .server import serve
+    except ImportError as exc:
+        raise CLIError(f"the model server is not available: {exc}") from None
+    options: dict[str, Any] = {"storage_options": _opts(args)}
+    if args.token:
+        options["token"] = args.token
+    if args.read_token:
+        options["read_token"] = args.read_token
+    if args.max_upload is not None:
+        options["max_upload_bytes"] = args.max_upload
+    if args.reshard is not None:
+        options["reshard"] = args.reshard
+    serve(args.store, host=args.host, port=args.port, **options)
+    return 0
