@@ -416,3 +416,11 @@ def test_empty_string_tensor_follows_tfjs_not_the_converter_reader(tmp_path):
     assert ours["after"].tolist() == [0.0, 1.0, 2.0]
     with pytest.raises(ValueError):
         read_weights.read_weights(manifest, str(tmp_path))
+
+
+def test_model_without_topology_writes_null_like_the_converter(tmp_path):
+    art = ModelArtifacts.from_weights(None, {"w": np.ones(1, np.float32)})
+    tfjsfs.save_model(art, tmp_path / "m")
+    doc = json.loads((tmp_path / "m" / "model.json").read_text())
+    assert doc["modelTopology"] is None and doc["convertedBy"] is None
+    assert tfjsfs.load_model(tmp_path / "m").model_topology is None

@@ -243,9 +243,8 @@ class ModelArtifacts:
             initializer_signature=self.initializer_signature,
             training_config=self.training_config,
             extra=dict(self.extra),
-            null_keys=self.null_keys | {"convertedBy"}
-            if self.converted_by is None
-            else self.null_keys,
+            # TF.js always writes modelTopology and convertedBy, null when unset
+            null_keys=self.null_keys | {"modelTopology", "convertedBy"},
         )
 
     @property

@@ -17,7 +17,7 @@ The engine knows inner paths and async fsspec filesystems; the readers
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -34,11 +34,16 @@ from .bundle import (
     shard_sizes,
 )
 from .codec import decode_weight, string_byte_length
-from .concurrency import gather_bounded
 from .errors import ManifestError, WeightDataError
 from .manifest import ModelJSON, WeightIndex, _segments
-from .ranges import DEFAULT_MAX_BLOCK, DEFAULT_MAX_GAP, Block, Piece, plan_blocks
-from .readers import GenericReader, LocalReader, SizeMismatch, reader_kind
+from .ranges import DEFAULT_MAX_GAP, Block, Piece
+from .readers import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_MAX_INFLIGHT,
+    SizeMismatch,
+    fetch_pieces,
+    run_blocks,
+)
 from .retry import RetryPolicy
 
 __all__ = [
@@ -62,83 +67,10 @@ __all__ = [
     "shard_sizes",
 ]
 
-#: Requests in flight at once (fsspec's ``batch_size`` convention).
-DEFAULT_BATCH_SIZE = 32
-#: Bytes held in transit by backends that hand over whole ``bytes`` objects.
-DEFAULT_MAX_INFLIGHT = 64 << 20
-#: Local reads run in threads; more than this only contends for memory bandwidth.
-LOCAL_THREADS = 4
 #: Destinations of partial loads start on this boundary, so views are aligned.
 ALIGN = 16
 
 _NUMPY = {"float32": np.dtype("<f4"), "int32": np.dtype("<i4"), "complex64": np.dtype("<c8")}
-
-
-# ------------------------------------------------------------------ engine
-
-
-async def run_blocks(
-    bundle: Bundle,
-    blocks: Sequence[Block],
-    *,
-    policy: RetryPolicy,
-    callback: Callback = DEFAULT_CALLBACK,
-    batch_size: int | None = None,
-    max_inflight: int = DEFAULT_MAX_INFLIGHT,
-    ranged: bool = False,
-    set_size: bool = True,
-) -> None:
-    """Fill every block, each backend through its reader.
-
-    Parameters
-    ----------
-    ranged : bool
-        Partial load: backends that hand over ``bytes`` get one
-        ``_cat_ranges`` per ``max_inflight`` bytes; whole-shard loads get one
-        ``_cat_file`` per shard with at most ``max_inflight`` bytes in transit.
-    set_size : bool
-        Tell *callback* the total bytes first.
-    """
-    batch = batch_size or DEFAULT_BATCH_SIZE
-    kinds: dict[type, list[Block]] = {}
-    for block in blocks:
-        kinds.setdefault(reader_kind(bundle.fs_for(block.path)), []).append(block)
-    if set_size:
-        callback.set_size(
-            sum(
-                b.wanted if kind is LocalReader else b.nbytes
-                for kind, group in kinds.items()
-                for b in group
-            )
-        )
-    jobs = []
-    for kind, group in kinds.items():
-        reader = kind(bundle, policy, callback)
-        if kind is LocalReader:
-            jobs.append(reader.read_many(group, min(batch, LOCAL_THREADS)))
-        elif kind is GenericReader and ranged:
-            jobs.append(_read_in_chunks(reader, group, batch, max_inflight))
-        elif kind is GenericReader:
-            biggest = max(b.nbytes for b in group)
-            jobs.append(reader.read_many(group, max(1, min(batch, max_inflight // biggest))))
-        else:
-            jobs.append(reader.read_many(group, batch))
-    await gather_bounded(jobs, None)
-
-
-async def _read_in_chunks(
-    reader: GenericReader, blocks: Sequence[Block], batch: int, max_inflight: int
-) -> None:
-    chunk: list[Block] = []
-    held = 0
-    for block in blocks:
-        if chunk and held + block.nbytes > max_inflight:
-            await reader.read_ranges(chunk, batch)
-            chunk, held = [], 0
-        chunk.append(block)
-        held += block.nbytes
-    if chunk:
-        await reader.read_ranges(chunk, batch)
 
 
 def _fits(bundle: Bundle, sizes: Sequence[Sequence[int]]) -> None:
@@ -462,50 +394,6 @@ async def _read_group(
 
 
 # ------------------------------------------------------------- partial loads
-
-
-async def fetch_pieces(
-    bundle: Bundle,
-    pieces: Iterable[tuple[str, int, int, memoryview]],
-    *,
-    max_gap: int = DEFAULT_MAX_GAP,
-    max_block: int | None = DEFAULT_MAX_BLOCK,
-    batch_size: int | None = None,
-    callback: Callback = DEFAULT_CALLBACK,
-    policy: RetryPolicy | None = None,
-    max_inflight: int = DEFAULT_MAX_INFLIGHT,
-) -> list[Block]:
-    """Fill ``(path, start, end, dest)`` pieces with as few requests as the gaps allow.
-
-    Local files merge everything per file (their reader skips the gaps);
-    remote neighbours merge under ``max_gap``/``max_block``. Returns the
-    blocks, whose byte counts tell what was fetched.
-    """
-    policy = policy or RetryPolicy()
-    sizes: dict[str, int] = {}
-    if bundle.sizes is not None:
-        for paths, group in zip(bundle.shard_paths, bundle.sizes, strict=True):
-            sizes.update(zip(paths, group, strict=True))
-    local: list[tuple[str, int, int, memoryview]] = []
-    remote: list[tuple[str, int, int, memoryview]] = []
-    for piece in pieces:
-        kind = reader_kind(bundle.fs_for(piece[0]))
-        (local if kind is LocalReader else remote).append(piece)
-    blocks = plan_blocks(local, max_gap=1 << 62, max_block=None, file_sizes=sizes)
-    blocks += plan_blocks(remote, max_gap=max_gap, max_block=max_block, file_sizes=sizes)
-    if bundle.sizes_guessed:  # ask with Range, so every reply states the real size
-        for block in blocks:
-            block.whole = False
-    await run_blocks(
-        bundle,
-        blocks,
-        policy=policy,
-        callback=callback,
-        batch_size=batch_size,
-        max_inflight=max_inflight,
-        ranged=True,
-    )
-    return blocks
 
 
 async def _with_index(fs: Any, bundle: Bundle, index: WeightIndex | None, run, policy, batch):

@@ -10,6 +10,10 @@
 * :class:`GenericReader`: ``_cat_file`` / one ``_cat_ranges`` of the backend
   (s3fs, gcsfs, memory, …), then one copy into place.
 
+:func:`run_blocks` sends planned blocks through the right readers with
+bounded concurrency; :func:`fetch_pieces` plans them first (merging
+neighbours under ``max_gap``).
+
 Every reader checks every byte count, retries transient failures
 (:mod:`tfjsfs.retry`), reports progress per byte to an fsspec callback, and
 raises errors that name the shard, the weights, and the expected and actual
@@ -21,7 +25,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from fsspec.callbacks import DEFAULT_CALLBACK, Callback
@@ -29,21 +34,31 @@ from fsspec.callbacks import DEFAULT_CALLBACK, Callback
 from .bundle import Bundle, http_request_kwargs, is_http
 from .concurrency import gather_bounded
 from .errors import ShardMissingError, TransferError, WeightDataError
-from .ranges import Block, Sink
+from .ranges import DEFAULT_MAX_BLOCK, DEFAULT_MAX_GAP, Block, Sink, plan_blocks
 from .retry import RetryPolicy, Transient, Truncated, is_transient, with_retries
 from .writer import is_local
 
 __all__ = [
+    "DEFAULT_BATCH_SIZE",
+    "DEFAULT_MAX_INFLIGHT",
     "GenericReader",
     "HTTPReader",
     "LocalReader",
     "SizeMismatch",
+    "fetch_pieces",
     "reader_kind",
+    "run_blocks",
 ]
 
 logger = logging.getLogger("tfjsfs.fetch")
 
 READ_BUFSIZE = 1 << 20
+#: Requests in flight at once (fsspec's ``batch_size`` convention).
+DEFAULT_BATCH_SIZE = 32
+#: Bytes held in transit by backends that hand over whole ``bytes`` objects.
+DEFAULT_MAX_INFLIGHT = 64 << 20
+#: Local reads run in threads; more than this only contends for memory bandwidth.
+LOCAL_THREADS = max(2, min(4, os.cpu_count() or 2))
 
 
 class SizeMismatch(WeightDataError):
@@ -160,6 +175,34 @@ class LocalReader(Reader):
     async def read(self, block: Block) -> None:
         got = await asyncio.to_thread(self._read, block)
         self.callback.relative_update(got)
+
+    async def read_many(self, blocks: Sequence[Block], batch_size: int) -> None:
+        """Fill *blocks* with at most *batch_size* worker threads, each taking the next
+        block in turn (one thread hop per worker, not per block)."""
+        loop = asyncio.get_running_loop()
+        todo = iter(list(blocks))
+        lock = threading.Lock()
+        stop = threading.Event()
+        report = self.callback.relative_update
+
+        def worker() -> None:
+            while not stop.is_set():
+                with lock:
+                    block = next(todo, None)
+                if block is None:
+                    return
+                try:
+                    got = self._read(block)
+                except BaseException:
+                    stop.set()  # the others finish their block and quit
+                    raise
+                loop.call_soon_threadsafe(report, got)
+
+        workers = max(1, min(batch_size, len(blocks)))
+        try:
+            await gather_bounded((asyncio.to_thread(worker) for _ in range(workers)), None)
+        finally:
+            stop.set()
 
 
 # --------------------------------------------------------------------- HTTP
@@ -405,3 +448,114 @@ def reader_kind(fs: Any) -> type[Reader]:
     if is_http(fs):
         return HTTPReader
     return GenericReader
+
+
+# ------------------------------------------------------------------- engine
+
+
+async def run_blocks(
+    bundle: Bundle,
+    blocks: Sequence[Block],
+    *,
+    policy: RetryPolicy,
+    callback: Callback = DEFAULT_CALLBACK,
+    batch_size: int | None = None,
+    max_inflight: int = DEFAULT_MAX_INFLIGHT,
+    ranged: bool = False,
+    set_size: bool = True,
+) -> None:
+    """Fill every block, each backend through its reader.
+
+    Parameters
+    ----------
+    ranged : bool
+        Partial load: backends that hand over ``bytes`` get one
+        ``_cat_ranges`` per ``max_inflight`` bytes; whole-shard loads get one
+        ``_cat_file`` per shard with at most ``max_inflight`` bytes in transit.
+    set_size : bool
+        Tell *callback* the total bytes first.
+    """
+    batch = batch_size or DEFAULT_BATCH_SIZE
+    kinds: dict[type, list[Block]] = {}
+    for block in blocks:
+        kinds.setdefault(reader_kind(bundle.fs_for(block.path)), []).append(block)
+    if set_size:
+        callback.set_size(
+            sum(
+                b.wanted if kind is LocalReader else b.nbytes
+                for kind, group in kinds.items()
+                for b in group
+            )
+        )
+    jobs = []
+    for kind, group in kinds.items():
+        reader = kind(bundle, policy, callback)
+        if kind is LocalReader:
+            jobs.append(reader.read_many(group, min(batch, LOCAL_THREADS)))
+        elif kind is GenericReader and ranged:
+            jobs.append(_read_in_chunks(reader, group, batch, max_inflight))
+        elif kind is GenericReader:
+            biggest = max(b.nbytes for b in group)
+            jobs.append(reader.read_many(group, max(1, min(batch, max_inflight // biggest))))
+        else:
+            jobs.append(reader.read_many(group, batch))
+    await gather_bounded(jobs, None)
+
+
+async def _read_in_chunks(
+    reader: GenericReader, blocks: Sequence[Block], batch: int, max_inflight: int
+) -> None:
+    chunk: list[Block] = []
+    held = 0
+    for block in blocks:
+        if chunk and held + block.nbytes > max_inflight:
+            await reader.read_ranges(chunk, batch)
+            chunk, held = [], 0
+        chunk.append(block)
+        held += block.nbytes
+    if chunk:
+        await reader.read_ranges(chunk, batch)
+
+
+async def fetch_pieces(
+    bundle: Bundle,
+    pieces: Iterable[tuple[str, int, int, memoryview]],
+    *,
+    max_gap: int = DEFAULT_MAX_GAP,
+    max_block: int | None = DEFAULT_MAX_BLOCK,
+    batch_size: int | None = None,
+    callback: Callback = DEFAULT_CALLBACK,
+    policy: RetryPolicy | None = None,
+    max_inflight: int = DEFAULT_MAX_INFLIGHT,
+) -> list[Block]:
+    """Fill ``(path, start, end, dest)`` pieces with as few requests as the gaps allow.
+
+    Local files merge everything per file (their reader skips the gaps);
+    remote neighbours merge under ``max_gap``/``max_block``. Returns the
+    blocks, whose byte counts tell what was fetched.
+    """
+    policy = policy or RetryPolicy()
+    sizes: dict[str, int] = {}
+    if bundle.sizes is not None:
+        for paths, group in zip(bundle.shard_paths, bundle.sizes, strict=True):
+            sizes.update(zip(paths, group, strict=True))
+    local: list[tuple[str, int, int, memoryview]] = []
+    remote: list[tuple[str, int, int, memoryview]] = []
+    for piece in pieces:
+        kind = reader_kind(bundle.fs_for(piece[0]))
+        (local if kind is LocalReader else remote).append(piece)
+    blocks = plan_blocks(local, max_gap=1 << 62, max_block=None, file_sizes=sizes)
+    blocks += plan_blocks(remote, max_gap=max_gap, max_block=max_block, file_sizes=sizes)
+    if bundle.sizes_guessed:  # ask with Range, so every reply states the real size
+        for block in blocks:
+            block.whole = False
+    await run_blocks(
+        bundle,
+        blocks,
+        policy=policy,
+        callback=callback,
+        batch_size=batch_size,
+        max_inflight=max_inflight,
+        ranged=True,
+    )
+    return blocks
