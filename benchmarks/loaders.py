@@ -117,10 +117,10 @@ async def _get_into(session, url, mv, headers=None):
     _check_len(url, pos, len(mv))
 
 
-async def _limit_http(base):
+async def _limit_http(base, concurrency=0):
     import aiohttp
 
-    async with _session(aiohttp) as s:
+    async with _session(aiohttp, limit=concurrency) as s:
         async with s.get(f"{base}/model.json") as r:
             r.raise_for_status()
             group = _group(await r.read())
@@ -133,8 +133,9 @@ async def _limit_http(base):
 
 
 def limit_http(ctx):
-    """Every shard at once with raw aiohttp, each into its slice of one buffer."""
-    return asyncio.run(_limit_http(ctx["base_url"]))
+    """Every shard at once (or ``concurrency`` at a time) with raw aiohttp, each into its
+    slice of one buffer."""
+    return asyncio.run(_limit_http(ctx["base_url"], ctx.get("concurrency", 0)))
 
 
 async def _sequential_http(base):

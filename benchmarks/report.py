@@ -223,9 +223,8 @@ def _text_table(headers, rows):
 
 
 def _md_table(headers, rows):
-    numeric = [
-        i for i in range(len(headers)) if i and headers[i] not in ("note", "anchor", "loader")
-    ]
+    text = {"loader", "note", "anchor", "scenario", "model", "target", "verdict", "bound"}
+    numeric = [i for i in range(len(headers)) if headers[i] not in text]
     lines = [
         "| " + " | ".join(headers) + " |",
         "|" + "|".join("---:" if i in numeric else "---" for i in range(len(headers))) + "|",

@@ -30,7 +30,7 @@ http {{
     types {{ application/json json; application/octet-stream bin; }}
     default_type application/octet-stream;
     sendfile on;
-    tcp_nopush on;
+    tcp_nopush off;  # with on, small 206 replies stalled ~40 ms (delayed ACK)
     tcp_nodelay on;
     keepalive_requests 100000;
     keepalive_timeout 120s;

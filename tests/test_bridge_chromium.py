@@ -18,9 +18,7 @@ import asyncio
 import base64
 import contextlib
 import json
-import os
 import queue
-import shutil
 import subprocess
 import threading
 import time
@@ -31,6 +29,7 @@ from typing import Any
 import numpy as np
 import pytest
 from aiohttp import web
+from chromium_env import JS_DIR, REPO_ROOT, TF_MIN_JS, browser_marks, require_browser
 from nodejs import decode_b64
 from peers._aioserver import ThreadedApp
 
@@ -39,40 +38,9 @@ from tfjsfs import ModelArtifacts
 from tfjsfs import browser as tfbrowser
 from tfjsfs.server import create_app
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-JS_DIR = REPO_ROOT / "tests" / "js"
 DRIVER = JS_DIR / "browser" / "driver.js"
-TF_MIN_JS = REPO_ROOT / "node_modules" / "@tensorflow" / "tfjs" / "dist" / "tf.min.js"
-PLAYWRIGHT = REPO_ROOT / "node_modules" / "playwright-core" / "package.json"
 ARTIFACTS_DIR = REPO_ROOT / "test-artifacts"
-
-
-def chromium_path() -> str | None:
-    """The Chromium binary: ``$TFJSFS_CHROMIUM``, else ``chromium`` on PATH."""
-    return os.environ.get("TFJSFS_CHROMIUM") or shutil.which("chromium")
-
-
-def missing_browser_reason() -> str | None:
-    """Why the Chromium tests cannot run, or None."""
-    if shutil.which("node") is None:
-        return "no `node` binary on PATH"
-    if not chromium_path() or not os.access(chromium_path(), os.X_OK):
-        return "no Chromium: install Debian's `chromium` package or set TFJSFS_CHROMIUM"
-    if not PLAYWRIGHT.is_file():
-        return f"playwright-core is not installed; run `npm ci` in {REPO_ROOT}"
-    if not TF_MIN_JS.is_file():
-        return f"@tensorflow/tfjs is not installed; run `npm ci` in {REPO_ROOT}"
-    return None
-
-
-_REASON = missing_browser_reason()
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        _REASON is not None and not os.environ.get("TFJSFS_REQUIRE_BROWSER"),
-        reason=f"SKIPPED, NO CHROMIUM BRIDGE TESTS: {_REASON}",
-    ),
-]
+pytestmark = browser_marks("BRIDGE TESTS")
 
 
 # --------------------------------------------------------------- Chromium
@@ -206,9 +174,7 @@ class Browser:
 
 @pytest.fixture(scope="module")
 def chromium():
-    if _REASON is not None:
-        pytest.fail(f"TFJSFS_REQUIRE_BROWSER is set but: {_REASON}")
-    driver = Chromium(chromium_path())
+    driver = Chromium(require_browser())
     yield driver
     driver.close()
 

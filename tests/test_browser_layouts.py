@@ -25,9 +25,10 @@ from aiohttp.test_utils import TestClient, TestServer
 import tfjsfs
 from tfjsfs import ModelArtifacts, ModelArtifactsInfo
 from tfjsfs import browser as tb
-from tfjsfs.bridge import BRIDGE_KEY, BridgeStore, setup_bridge
+from tfjsfs.bridge import BRIDGE_KEY, setup_bridge
 from tfjsfs.errors import FormatError, ModelNotFoundError, WeightDataError
 from tfjsfs.http import multipart_form
+from tfjsfs.modelstore import ModelStore
 
 SAVED = dt.datetime(2026, 11, 21, 10, 30, 15, 123000, tzinfo=dt.UTC)
 #: A topology with non-ASCII text and floats that JS prints differently.
@@ -349,13 +350,11 @@ def unique_root() -> str:
     return f"memory://bridge-{uuid.uuid4().hex[:12]}"
 
 
-@pytest.fixture(params=["url", "fs-root"])
+@pytest.fixture(params=["url", "model-store"])
 def memory_store(request):
-    """A fresh memory store given either as a URL or as (filesystem, root)."""
+    """A fresh memory store given either as a URL or as a ModelStore."""
     url = unique_root()
-    store = (
-        url if request.param == "url" else (fsspec.filesystem("memory"), url[len("memory:/") :])
-    )
+    store = url if request.param == "url" else ModelStore(url)
     yield url, store
     fs = fsspec.filesystem("memory")
     if fs.exists(url):
@@ -521,7 +520,33 @@ async def test_bridge_page_script_and_prefix():
         text = await script.text()
         assert "window.tfjsfsBridge" in text and "tensorflowjs_models" in text
         assert "cdn" not in text.lower() and "https://" not in text
-        assert isinstance(client.server.app[BRIDGE_KEY], BridgeStore)
+        assert isinstance(client.server.app[BRIDGE_KEY], ModelStore)
+    finally:
+        await client.close()
+
+
+def test_bridge_store_is_a_url_or_a_model_store():
+    app = web.Application()
+    with pytest.raises(TypeError, match="a URL or a ModelStore"):
+        setup_bridge(app, (fsspec.filesystem("memory"), "/bridge-x"))
+    with pytest.raises(ValueError, match="store URLs"):
+        setup_bridge(app, ModelStore(unique_root()), storage_options={"anon": True})
+    # The bridge keeps the model server's name rules, on reads and pushes alike.
+    store = setup_bridge(app, unique_root(), reshard=64)
+    assert store.shard_size == 64
+    with pytest.raises(tfjsfs.errors.UnsafePathError):
+        store.model_url("a/../b")
+
+
+async def test_bridge_refuses_names_the_server_refuses(memory_store):
+    url, store = memory_store
+    client = await client_for(store)
+    try:
+        for name in ("x/.tmp", "m/model.json", "a//b", "w.bin"):
+            reply = await client.post(f"/bridge/api/models/{name}", data=multipart_form(sample()))
+            assert reply.status == 400, name
+            assert (await reply.json())["kind"] == "bad-name", name
+        assert not fsspec.filesystem("memory").exists(url)
     finally:
         await client.close()
 
@@ -579,7 +604,7 @@ async def test_bridge_over_moto_s3(s3_server, s3_bucket):
 
 
 async def test_model_server_serves_the_bridge_under_its_own_rules():
-    from tfjsfs.server import create_app
+    from tfjsfs.server import STORE_KEY, create_app
 
     url = unique_root()
     app = create_app(url, token="w-token", allowed_origins=("http://127.0.0.1:9999",))
@@ -588,7 +613,7 @@ async def test_model_server_serves_the_bridge_under_its_own_rules():
     try:
         assert (await client.get("/bridge")).status == 200
         store = app[BRIDGE_KEY]
-        assert store.model_store is not None and store.label == url
+        assert store is app[STORE_KEY] and store.label == url
         # The server's write token guards pushes, with its JSON errors.
         reply = await client.post("/bridge/api/models/m", data=multipart_form(sample()))
         assert reply.status == 401 and "bearer token" in (await reply.json())["error"]

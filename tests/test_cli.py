@@ -3,6 +3,7 @@ status, its stdout (``--json`` parsed) and stderr, progress on a pseudo-terminal
 
 from __future__ import annotations
 
+import argparse
 import ast
 import csv
 import fcntl
@@ -17,6 +18,7 @@ import struct
 import subprocess
 import sys
 import termios
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -31,6 +33,7 @@ from manage_support import (
 )
 
 import tfjsfs
+from tfjsfs.errors import TransferError
 
 SCRIPT = Path(sys.executable).parent / "tfjsfs"
 TFJSFS = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "tfjsfs"]
@@ -319,3 +322,126 @@ def test_serve_hands_over_to_the_server(models):
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(60)
+
+
+class _Served:
+    """``tfjsfs serve … --port 0`` as a subprocess: its base URL, stopped with SIGINT."""
+
+    def __init__(self, *args, env=None):
+        self.proc = subprocess.Popen(
+            [*TFJSFS, "serve", *map(str, args), "--port", "0"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **(env or {})},
+        )
+        line = self.proc.stdout.readline()
+        match = re.search(r"at (http://127\.0\.0\.1:\d+)/", line)
+        if not match:
+            self.stop()
+            raise AssertionError(line + self.stderr)
+        self.url = match.group(1)
+        self.stderr = ""
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+        status = self.proc.wait(60)
+        self.stderr = self.proc.stderr.read()
+        return status
+
+
+def _request(url, method="GET", headers=None, body=None):
+    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, dict(resp.headers), resp.read()
+    except urllib.error.HTTPError as err:
+        return err.code, dict(err.headers), err.read()
+
+
+def test_serve_options_tokens_from_the_environment(tmp_path):
+    store = tmp_path / "served"
+    allowed = ("http://127.0.0.1:5", "http://127.0.0.1:6")
+    served = _Served(
+        store,
+        "--allow-origin",
+        allowed[0],
+        "--allow-origin",
+        allowed[1],
+        "--reshard",
+        "1KiB",
+        "--max-upload-bytes",
+        "16KiB",
+        "--shutdown-timeout",
+        "5",
+        env={"TFJSFS_TOKEN": "w-env", "TFJSFS_READ_TOKEN": "r-env"},
+    )
+    try:
+        models = f"{served.url}/models"
+        assert _request(models)[0] == 401
+        assert _request(models, headers={"Authorization": "Bearer r-env"})[0] == 200
+        small = tfjsfs.ModelArtifacts.from_weights({"x": 1}, {"w": np.arange(600, dtype="f4")})
+        with pytest.raises(TransferError, match="401"):
+            tfjsfs.save_model(small, f"{models}/m")
+        tfjsfs.save_model(small, f"{models}/m", headers={"Authorization": "Bearer w-env"})
+        big = tfjsfs.ModelArtifacts.from_weights({"x": 1}, {"w": np.zeros(5000, dtype="f4")})
+        with pytest.raises(TransferError, match="413"):
+            tfjsfs.save_model(big, f"{models}/big", headers={"Authorization": "Bearer w-env"})
+        for origin, status in ((allowed[0], 200), (allowed[1], 200), ("http://127.0.0.1:7", 403)):
+            preflight = _request(
+                f"{models}/m",
+                "OPTIONS",
+                {"Origin": origin, "Access-Control-Request-Method": "POST"},
+            )
+            assert preflight[0] == status, origin
+    finally:
+        assert served.stop() == 0, served.stderr
+    files = sorted(p.name for p in (store / "m").iterdir())
+    assert files == [f"group1-shard{i}of3.bin" for i in (1, 2, 3)] + ["model.json"]
+    assert [(store / "m" / f).stat().st_size for f in files[:3]] == [1024, 1024, 2400 - 2048]
+    assert not (store / "big").exists()
+    assert "w-env" not in served.stderr and "r-env" not in served.stderr
+
+
+def test_serve_token_flag_works_but_warns(tmp_path):
+    served = _Served(tmp_path / "s", "--token", "w-flag", "--no-cors")
+    try:
+        pushed = tfjsfs.ModelArtifacts.from_weights({"x": 1}, {"w": np.ones(3, dtype="f4")})
+        with pytest.raises(TransferError, match="401"):
+            tfjsfs.save_model(pushed, f"{served.url}/models/m")
+        tfjsfs.save_model(
+            pushed, f"{served.url}/models/m", headers={"Authorization": "Bearer w-flag"}
+        )
+        reply = _request(f"{served.url}/models", headers={"Origin": "http://127.0.0.1:5"})
+        assert reply[0] == 200 and "Access-Control-Allow-Origin" not in reply[1]
+    finally:
+        assert served.stop() == 0
+    assert re.search(r"warning: --token is visible .*\$TFJSFS_TOKEN", served.stderr)
+
+
+def test_serve_and_the_server_module_share_one_option_set():
+    from tfjsfs.cli import build_parser as cli_parser
+    from tfjsfs.server import build_parser as module_parser
+
+    def flags(parser):
+        return {s for a in parser._actions for s in a.option_strings}
+
+    sub = next(a for a in cli_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    serve = sub.choices["serve"]
+    module = module_parser()
+    wanted = {
+        "--allow-origin",
+        "--shutdown-timeout",
+        "--reshard",
+        "--max-upload-bytes",
+        "--token-env",
+        "--read-token-env",
+    }
+    assert wanted <= flags(serve) and wanted <= flags(module)
+    assert flags(module) - {"--storage-option"} <= flags(serve) | {"--option", "-o"}
+    args = ["st", "--reshard", "2KiB", "--max-upload-bytes", "1MiB", "--allow-origin", "o"]
+    a, b = serve.parse_args(args), module.parse_args(args)
+    for key in ("store", "reshard", "max_upload_bytes", "origins", "shutdown_timeout", "port"):
+        assert getattr(a, key) == getattr(b, key), key
+    assert (a.reshard, a.max_upload_bytes) == (2048, 1024**2)

@@ -404,3 +404,32 @@ def test_tqdm_bar_when_asked(tmp_path, capsys):
     assert f"/{tqdm.tqdm.format_sizeof(total, divisor=1024)}" in bar and "B/s" in bar
     tfjsfs.load_weights(tmp_path / "m", progress=False)
     assert capsys.readouterr().err == ""
+
+
+def test_fast_manifest_path_agrees_with_the_validating_one(tmp_path):
+    """Plain manifests take a quick path; odd ones (extra keys, duplicates) the full parser."""
+    save(tmp_path, shard_size=3000, quantize=None)
+    doc_path = tmp_path / "m" / "model.json"
+    doc = json.loads(doc_path.read_text())
+    expected = tfjsfs.load_weights(tmp_path / "m")
+    doc["weightsManifest"][0]["weights"][1]["group"] = "optimizer"  # still plain
+    doc["weightsManifest"][0]["weights"][2]["note"] = "kept"  # unknown key: full parser
+    doc_path.write_text(json.dumps(doc))
+    assert_same(tfjsfs.load_weights(tmp_path / "m"), expected)
+    doc["weightsManifest"][0]["weights"][3]["name"] = "embed"  # a duplicate
+    doc_path.write_text(json.dumps(doc))
+    with pytest.raises(tfjsfs.errors.ManifestError, match="duplicate weight name 'embed'"):
+        tfjsfs.load_weights(tmp_path / "m")
+    doc["weightsManifest"][0]["weights"][3]["shape"] = [2, -1]
+    doc["weightsManifest"][0]["weights"][3]["name"] = "flags"
+    doc_path.write_text(json.dumps(doc))
+    with pytest.raises(tfjsfs.errors.ManifestError, match="negative dimension"):
+        tfjsfs.load_weights(tmp_path / "m")
+
+
+def test_loads_without_orjson(tmp_path, monkeypatch):
+    import tfjsfs.bundle
+
+    expected = save(tmp_path, shard_size=3000)
+    monkeypatch.setattr(tfjsfs.bundle, "orjson", None)
+    assert_same(tfjsfs.load_weights(tmp_path / "m"), expected)

@@ -98,3 +98,14 @@ def test_whole_load_holds_a_bounded_number_of_shards_in_transit(s3_server, s3_bu
     assert all(np.array_equal(got[k], v) for k, v in weights.items())
     assert state["calls"] == 12 and state["most"] == 2
     assert state["ranged"] == 0  # whole objects, each copied into place as it arrives
+
+
+def test_upath_objects_carry_their_storage_options(s3_server, s3_bucket, tmp_path):
+    upath = pytest.importorskip("upath")
+    expected = save(tmp_path, shard_size=3000, quantize=None)
+    art = ModelArtifacts.from_weights(TOPOLOGY, numeric_weights())
+    url = f"s3://{s3_bucket}/up/m"
+    tfjsfs.save_model(art, url, shard_size=3000, storage_options=s3_server.storage_options)
+    path = upath.UPath(url, **s3_server.storage_options)
+    assert_same(tfjsfs.load_weights(path), expected)
+    assert_same(tfjsfs.load_weights(upath.UPath(tmp_path / "m")), expected)

@@ -141,6 +141,59 @@ def test_method_headers_and_handler_objects(upload_receiver):
         assert upload.part("model.weights.bin").data == bytes(artifacts.weight_data)
 
 
+def test_storage_options_headers_reach_the_upload(upload_receiver, tmp_path):
+    """The fsspec HTTP options that authorise loads authorise saves and copies too."""
+    artifacts = make_artifacts(5)
+    tfjsfs.save_model(
+        artifacts,
+        f"{upload_receiver.url}/saved",
+        storage_options={
+            "headers": {"Authorization": "Bearer from-options", "X-Trace": "opts"},
+            "client_kwargs": {"headers": {"X-Session": "kept"}},
+            "block_size": 0,  # a read-side option: ignored by the upload
+        },
+        headers={"X-Trace": "explicit"},
+    )
+    source = tmp_path / "source"
+    tfjsfs.save_model(artifacts, str(source), shard_size=64)
+    tfjsfs.copy_model(
+        str(source),
+        f"{upload_receiver.url}/copied",
+        storage_options={"headers": {"Authorization": "Bearer shared"}},
+    )
+    tfjsfs.copy_model(
+        str(source),
+        f"{upload_receiver.url}/copied-dst",
+        dst_options={"headers": {"Authorization": "Bearer dst-only"}},
+    )
+    saved, copied, copied_dst = upload_receiver.wait_for(3)
+    assert saved.path == "/saved"
+    assert saved.headers["authorization"] == "Bearer from-options"
+    assert saved.headers["x-trace"] == "explicit"  # explicit headers win
+    assert saved.headers["x-session"] == "kept"
+    assert (copied.path, copied.headers["authorization"]) == ("/copied", "Bearer shared")
+    assert (copied_dst.path, copied_dst.headers["authorization"]) == (
+        "/copied-dst",
+        "Bearer dst-only",
+    )
+    for upload in (saved, copied, copied_dst):
+        assert upload.headers["content-type"].startswith("multipart/form-data; boundary=")
+        assert layout(upload) == PART_LAYOUT
+        assert upload.part("model.weights.bin").data == bytes(artifacts.weight_data)
+
+
+def test_storage_options_may_not_set_the_content_type():
+    with pytest.raises(ValueError, match="Content-Type"):
+        HTTPRequest(
+            "http://127.0.0.1:9/m", storage_options={"headers": {"Content-Type": "text/plain"}}
+        )
+    with pytest.raises(ValueError, match="Content-Type"):
+        HTTPRequest(
+            "http://127.0.0.1:9/m",
+            storage_options={"client_kwargs": {"headers": {"content-type": "text/plain"}}},
+        )
+
+
 def test_no_weight_data_sends_only_the_json_part(upload_receiver):
     artifacts = tfjsfs.ModelArtifacts(model_topology={"a": 1}, weight_data=None)
     tfjsfs.save_model(artifacts, f"{upload_receiver.url}/bare")

@@ -464,6 +464,47 @@ def test_tokens(model_server):
     assert_same_weights(loaded, artifacts.weights)
 
 
+def test_read_token_leaves_the_bridge_page_open_but_not_its_data(model_server):
+    server = model_server(token="w-token", read_token="r-token")
+    tfjsfs.save_model(
+        make_artifacts(25), server.model_url("m"), headers={"Authorization": "Bearer w-token"}
+    )
+    # What a browser opens by address (no Authorization header possible) is served.
+    for path, ctype in (
+        ("/bridge", "text/html"),
+        ("/bridge/", "text/html"),
+        ("/bridge/bridge.js", "text/javascript"),
+    ):
+        reply = http("GET", server.url + path)
+        assert reply.status == 200, (path, reply.body)
+        assert reply.headers["content-type"].startswith(ctype), path
+        assert http("HEAD", server.url + path).status == 200, path
+    page = http("GET", server.url + "/bridge").body.decode()
+    assert 'src="/bridge/bridge.js"' in page
+    # Every route that reads the store still needs the token.
+    data_routes = [
+        "/",
+        "/models",
+        "/models/m",
+        "/models/m/model.json",
+        "/bridge/api/models",
+        "/bridge/api/models/m",
+        "/bridge/api/weights/m",
+    ]
+    for path in data_routes:
+        expect_refused(http("GET", server.url + path), 401, "bearer token")
+    authorized = {"Authorization": "Bearer r-token"}
+    listing = http("GET", server.url + "/bridge/api/models", headers=authorized)
+    assert [m["name"] for m in listing.json()["models"]] == ["m"]
+    meta = http("GET", server.url + "/bridge/api/models/m", headers=authorized).json()
+    weights = http("GET", server.url + meta["weightsUrl"], headers=authorized)
+    assert weights.body == bytes(memoryview(make_artifacts(25).weight_data).cast("B"))
+    # Being public is for reading only: a push to the page's address is no write hole.
+    pushed = post_parts(server.url + "/bridge", tfjs_parts(make_artifacts(26)))
+    assert pushed.status in (401, 405)
+    assert stored_files(server) == ["m/model.json", "m/model.weights.bin"]
+
+
 def test_write_token_only_leaves_reads_open(model_server):
     server = model_server(token="w")
     assert post_parts(server.model_url("m"), good_parts()).status == 401

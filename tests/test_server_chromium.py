@@ -13,51 +13,21 @@ a failure).
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 from aiohttp import web
+from chromium_env import JS_DIR, REPO_ROOT, TF_MIN_JS, browser_marks, require_browser
 from nodejs import decode_b64, parse_last_json, weights_by_name
 from peers._aioserver import ThreadedApp
 from serverkit import assert_same_weights, http, server_factory
 
 import tfjsfs
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-SERVER_JS = REPO_ROOT / "tests" / "js" / "server"
-TF_MIN_JS = REPO_ROOT / "node_modules" / "@tensorflow" / "tfjs" / "dist" / "tf.min.js"
-PLAYWRIGHT = REPO_ROOT / "node_modules" / "playwright-core" / "package.json"
+SERVER_JS = JS_DIR / "server"
 TOKEN = "browser-token"
-
-
-def chromium_path() -> str | None:
-    """``$TFJSFS_CHROMIUM``, else ``chromium`` on PATH."""
-    return os.environ.get("TFJSFS_CHROMIUM") or shutil.which("chromium")
-
-
-def missing_browser_reason() -> str | None:
-    """Why these tests cannot run, or None."""
-    if shutil.which("node") is None:
-        return "no `node` binary on PATH"
-    path = chromium_path()
-    if not path or not os.access(path, os.X_OK):
-        return "no Chromium: `apt-get install chromium` (as root) or set TFJSFS_CHROMIUM"
-    if not PLAYWRIGHT.is_file() or not TF_MIN_JS.is_file():
-        return f"playwright-core or @tensorflow/tfjs missing: run `npm ci` in {REPO_ROOT}"
-    return None
-
-
-_REASON = missing_browser_reason()
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        _REASON is not None and not os.environ.get("TFJSFS_REQUIRE_BROWSER"),
-        reason=f"SKIPPED, NO CHROMIUM TESTS OF `tfjsfs serve`: {_REASON}",
-    ),
-]
+pytestmark = browser_marks("TESTS OF `tfjsfs serve`")
 
 
 class PageServer(ThreadedApp):
@@ -97,7 +67,7 @@ def page_server():
 
 def run_browser(page_url: str, server_url: str, guarded_url: str, download_dir: Path) -> dict:
     config = {
-        "chromium": chromium_path(),
+        "chromium": require_browser(),
         "page": page_url,
         "server": server_url,
         "guarded": guarded_url,

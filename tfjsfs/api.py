@@ -325,7 +325,8 @@ async def save_model_async(
     **options: Any,
 ) -> SaveResult:
     """Coroutine twin of :func:`save_model`."""
-    handler = _pick(url, "save", options)
+    routed = {**options, "storage_options": storage_options} if storage_options else options
+    handler = _pick(url, "save", routed)
     if handler is not None:
         return await _call(handler.save, artifacts)
     if quantize is not None:

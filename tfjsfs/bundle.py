@@ -301,51 +301,50 @@ def fast_layout(manifest: Any) -> list[GroupLayout] | None:
         return None
     sizes = {dtype: (dtype, size) for dtype, size in DTYPE_SIZES.items()}  # interned names
     shapes: dict[tuple, tuple[tuple, int]] = {}
-    seen: set[str] = set()
     out = []
-    for group in manifest:
-        if not isinstance(group, dict):
-            return None
-        weights = group.get("weights", [])
-        paths = group.get("paths")
-        if not isinstance(weights, list) or not isinstance(paths, list):
-            return None
-        names: list[str] = []
-        dtypes: list[str] = []
-        dims: list[tuple[int, ...]] = []
-        offsets = array("q", [0])
-        offset = 0
-        for entry in weights:
-            if type(entry) is not dict:
+    count = 0
+    try:
+        for group in manifest:
+            weights = group.get("weights", [])
+            if type(weights) is not list or type(group.get("paths")) is not list:
                 return None
-            name = entry.get("name")
-            kind = sizes.get(entry.get("dtype"))
-            shape = entry.get("shape")
-            if (
-                kind is None
-                or type(name) is not str
-                or not name
-                or type(shape) is not list
-                or name in seen
-                or len(entry) != 3 + ("group" in entry)
-                or ("group" in entry and type(entry["group"]) is not str)
-            ):
-                return None
-            key = tuple(shape)
-            known = shapes.get(key)
-            if known is None:
-                if not all(type(d) is int and d >= 0 for d in key):
+            names: list[str] = []
+            dtypes: list[str] = []
+            dims: list[tuple[int, ...]] = []
+            offsets = array("q", [0])
+            offset = 0
+            for entry in weights:
+                name, kind, shape = entry["name"], sizes.get(entry["dtype"]), entry["shape"]
+                if (
+                    kind is None
+                    or type(name) is not str
+                    or not name
+                    or type(shape) is not list
+                    or (
+                        len(entry) != 3
+                        and (len(entry) != 4 or type(entry.get("group")) is not str)
+                    )
+                ):
                     return None
-                known = shapes[key] = (key, math.prod(key))
-            seen.add(name)
-            names.append(name)
-            dtypes.append(kind[0])
-            dims.append(known[0])
-            offset += known[1] * kind[1]
-            offsets.append(offset)
-        if names and offset and not paths:
-            return None
-        out.append(GroupLayout(names, dtypes, dims, offsets))
+                key = tuple(shape)
+                known = shapes.get(key)
+                if known is None:
+                    if not all(type(d) is int and d >= 0 for d in key):
+                        return None
+                    known = shapes[key] = (key, math.prod(key))
+                names.append(name)
+                dtypes.append(kind[0])
+                dims.append(known[0])
+                offset += known[1] * kind[1]
+                offsets.append(offset)
+            if names and offset and not group["paths"]:
+                return None
+            count += len(names)
+            out.append(GroupLayout(names, dtypes, dims, offsets))
+    except (AttributeError, KeyError, TypeError):  # not a dict, a missing key, unhashable
+        return None
+    if len({name for group in out for name in group.names}) != count:
+        return None  # duplicate names: let the validating parser say which
     return out
 
 
@@ -523,12 +522,14 @@ async def shard_sizes(
     *,
     policy: RetryPolicy | None = None,
     batch_size: int | None = None,
-    guess: bool = True,
+    guess: bool = False,
 ) -> list[list[int]]:
     """Byte size of every shard, per group; cached on the bundle.
 
     From one listing of the folder where the backend lists; over HTTP from
-    the manifest (``guess``; marked ``sizes_guessed``) or ``HEAD``.
+    ``HEAD``, or with ``guess`` from the manifest when the converter's blind
+    4 MiB cuts explain it (marked ``sizes_guessed``: readers then check every
+    reply against them, and loads re-size with ``HEAD`` if they prove wrong).
 
     Raises
     ------
@@ -573,9 +574,11 @@ async def shard_sizes(
         sizes[path] = int(info["size"])
 
     await gather_bounded((one(p) for p in wanted if p not in sizes), batch_size or 32)
-    bundle.sizes = [[sizes[p] for p in group] for group in bundle.shard_paths]
-    bundle.sizes_guessed = False
-    return bundle.sizes
+    measured = [[sizes[p] for p in group] for group in bundle.shard_paths]
+    if bundle.sizes is not None and bundle.sizes != measured:
+        bundle.index = None  # built on the guess, which was wrong
+    bundle.sizes, bundle.sizes_guessed = measured, False
+    return measured
 
 
 def group_offsets(sizes: Sequence[Sequence[int]], align: int = 1) -> list[int]:

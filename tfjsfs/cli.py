@@ -30,6 +30,7 @@ from .commands import (
     parse_size,
 )
 from .errors import TFJSError
+from .serveopts import add_serve_arguments
 
 __all__ = ["main"]
 
@@ -222,21 +223,14 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--json", action="store_true", help="JSON records")
     out.add_argument("--csv", action="store_true", help="CSV")
 
-    p = add("serve", cmd_serve, "serve a model store over HTTP for TF.js (loads and uploads)")
-    p.add_argument("store", help="store URL, e.g. s3://bucket/models or ./models")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8080)
-    p.add_argument("--token", help="bearer token required for uploads and deletes")
-    p.add_argument("--read-token", help="bearer token required for reads")
-    p.add_argument("--max-upload", type=parse_size, metavar="SIZE", help="largest upload")
-    p.add_argument(
-        "--reshard",
-        type=parse_size,
-        nargs="?",
-        const=4 * 1024 * 1024,
-        metavar="SIZE",
-        help="store uploads in the converter layout (4MiB shards, or SIZE)",
+    p = add(
+        "serve",
+        cmd_serve,
+        "serve a model store over HTTP for TF.js (loads and uploads)",
+        "examples:\n  tfjsfs serve ./models\n"
+        "  TFJSFS_TOKEN=… tfjsfs serve s3://b/models --allow-origin http://127.0.0.1:3000",
     )
+    add_serve_arguments(p)
     return parser
 
 

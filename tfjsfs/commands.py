@@ -608,14 +608,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from .server import serve
     except ImportError as exc:
         raise CLIError(f"the model server is not available: {exc}") from None
-    options: dict[str, Any] = {"storage_options": _opts(args)}
-    if args.token:
-        options["token"] = args.token
-    if args.read_token:
-        options["read_token"] = args.read_token
-    if args.max_upload is not None:
-        options["max_upload_bytes"] = args.max_upload
-    if args.reshard is not None:
-        options["reshard"] = args.reshard
-    serve(args.store, host=args.host, port=args.port, **options)
+    from .serveopts import serve_options
+
+    serve(
+        args.store,
+        host=args.host,
+        port=args.port,
+        storage_options=_opts(args),
+        **serve_options(args),
+    )
     return 0

@@ -2,7 +2,8 @@
 
 Every class derives from :class:`TFJSError`. Format problems are also
 :class:`ValueError`, missing things are also :class:`FileNotFoundError`, and
-transfer failures are also :class:`OSError`, so callers that already catch the
+transfer failures are also :class:`OSError`, writes to read-only things are
+also :class:`PermissionError`, so callers that already catch the
 builtin kinds keep working.
 
 Messages always name the file, the weight and the byte counts involved.
@@ -15,13 +16,17 @@ __all__ = [
     "FormatError",
     "HandlerNotFoundError",
     "ManifestError",
+    "MissingProtocolError",
+    "ModelChangedError",
     "ModelNotFoundError",
     "QuantizationError",
+    "ReadOnlyError",
     "ShardMissingError",
     "TFJSError",
     "TransferError",
     "UnsafePathError",
     "UploadError",
+    "UploadTooLargeError",
     "WeightDataError",
 ]
 
@@ -50,6 +55,10 @@ class UnsafePathError(TFJSError, ValueError):
     """A manifest path escapes the model folder or names another host."""
 
 
+class MissingProtocolError(TFJSError, ValueError):
+    """A ``tfjs`` URL or filesystem does not say which backend holds the files."""
+
+
 class ModelNotFoundError(TFJSError, FileNotFoundError):
     """No model.json at the given location."""
 
@@ -62,6 +71,14 @@ class BundleExistsError(TFJSError, FileExistsError):
     """A bundle already exists where a create-only save was asked for."""
 
 
+class ModelChangedError(TFJSError, RuntimeError):
+    """A model was replaced in the store while it was being read; read it again."""
+
+
+class ReadOnlyError(TFJSError, PermissionError):
+    """Virtual tensor files and folders cannot be written, moved or removed."""
+
+
 class HandlerNotFoundError(TFJSError, ValueError):
     """No IOHandler (or more than one) matches a URL."""
 
@@ -72,3 +89,23 @@ class TransferError(TFJSError, OSError):
 
 class UploadError(FormatError):
     """A TF.js multipart upload is incomplete or inconsistent."""
+
+
+class UploadTooLargeError(UploadError):
+    """An upload is larger than the server accepts (HTTP 413).
+
+    Attributes
+    ----------
+    limit : int
+        Bytes allowed.
+    received : int
+        Bytes seen (or announced) when the limit was hit.
+    """
+
+    def __init__(self, message: str, limit: int, received: int):
+        super().__init__(message)
+        self.limit = limit
+        self.received = received
+
+    def __reduce__(self):
+        return type(self), (str(self), self.limit, self.received)

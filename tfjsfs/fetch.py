@@ -2,17 +2,22 @@
 
 Whole-model loads (:func:`fetch_all`) fetch every shard concurrently (at most
 ``batch_size`` requests at once) straight into its slice of one preallocated
-buffer, groups back to back; :func:`arrays_from_buffer` then makes zero-copy
-numpy views. Partial loads (:func:`fetch_arrays`, :func:`fetch_weight_bytes`)
-map weights to shard segments with the weight index, merge neighbours
-(``max_gap``) and scatter the replies back (:mod:`tfjsfs.ranges`).
+buffer; :func:`arrays_from_buffer` then makes zero-copy numpy views (aligned:
+groups can start on a 16-byte boundary). Partial loads (:func:`fetch_arrays`,
+:func:`fetch_weight_buffer`, :func:`fetch_weight_bytes`) map weights to shard
+segments with the weight index (:func:`load_index`, which walks string length
+prefixes with small range reads), merge neighbours (``max_gap``) and scatter
+the replies back (:mod:`tfjsfs.ranges`). Shard sizes guessed from the manifest
+(HTTP) are checked against every reply; if they prove wrong, the load re-sizes
+the shards with ``HEAD`` and starts again.
 
 Stable entry points used by the fsspec face (:mod:`tfjsfs.core`):
 ``open_bundle(fs, path)``, ``load_index(fs, bundle)`` and
 ``fetch_weight_bytes(fs, bundle, index, name, start=None, end=None)``.
 
-The engine knows inner paths and async fsspec filesystems; the readers
-(:mod:`tfjsfs.readers`) know the backends. Every byte count is checked.
+This module knows inner paths and async fsspec filesystems; the readers and
+the engine that drives them (:mod:`tfjsfs.readers`) know the backends. Every
+byte count is checked.
 """
 
 from __future__ import annotations
@@ -303,7 +308,7 @@ async def load_index(
     if bundle.index is not None:
         return bundle.index
     policy = policy or RetryPolicy()
-    sizes = await shard_sizes(fs, bundle, policy=policy, batch_size=batch_size)
+    sizes = await shard_sizes(fs, bundle, policy=policy, batch_size=batch_size, guess=True)
     groups = bundle.doc.weights_manifest
     lengths: dict[str, int] = {}
     while True:

@@ -32,7 +32,7 @@ from fsspec.spec import AbstractBufferedFile
 
 from .bundle import Bundle
 from .codec import decode_weight
-from .errors import ShardMissingError, TFJSError, WeightDataError
+from .errors import ReadOnlyError, ShardMissingError, WeightDataError
 from .fetch import fetch_weight_bytes
 from .manifest import WeightIndex, WeightSpec
 from .paths import TENSORS_DIR, encode_weight_name
@@ -43,10 +43,6 @@ __all__ = ["ReadOnlyError", "TensorFile", "VirtualTensor", "npy_header", "tensor
 #: weights whose stored bytes are their .npy body
 DIRECT_DTYPES = {"float32": "<f4", "int32": "<i4", "complex64": "<c8"}
 _NPY_DTYPES = {**DIRECT_DTYPES, "bool": "|b1"}
-
-
-class ReadOnlyError(TFJSError, PermissionError):
-    """Virtual tensor files and folders cannot be written, moved or removed."""
 
 
 def npy_header(dtype: Any, shape: tuple[int, ...]) -> bytes:

@@ -12,7 +12,10 @@ request with two parts:
 :class:`HTTPRequest` sends the same request from Python, and is registered
 with the model router, so ``tfjsfs.save_model(artifacts, "http://…")`` (or
 ``https://``, ``tfjs+http(s)://``) posts the model. Loading over HTTP needs
-nothing from here: it goes through fsspec's HTTP filesystem.
+nothing from here: it goes through fsspec's HTTP filesystem, and the same
+``storage_options`` (``headers``, ``client_kwargs``, ``auth``, …) apply to
+saves, so one set of options serves ``load_model``, ``save_model`` and
+``copy_model`` with an ``http(s)://`` end.
 """
 
 from __future__ import annotations
@@ -53,6 +56,21 @@ WEIGHTS_PATH = "./model.weights.bin"
 ERROR_BODY_BYTES = 512
 
 _HTTP_URL = re.compile(r"^(tfjs\+)?https?://", re.IGNORECASE)
+#: fsspec HTTP storage options that are aiohttp request keywords (the rest,
+#: such as ``block_size``, only concern reading and are ignored here).
+REQUEST_OPTIONS = (
+    "headers",
+    "auth",
+    "cookies",
+    "proxy",
+    "proxy_auth",
+    "proxy_headers",
+    "ssl",
+    "server_hostname",
+    "allow_redirects",
+    "max_redirects",
+    "skip_auto_headers",
+)
 
 
 @dataclass
@@ -140,6 +158,12 @@ class HTTPRequest:
     ssl : ssl.SSLContext or bool, optional
         Passed to aiohttp: a context trusting a private CA, or False to skip
         certificate checks.
+    storage_options : mapping, optional
+        fsspec HTTP filesystem options, as for loading: ``headers`` (under
+        *headers*, which win), ``client_kwargs`` (for the
+        ``aiohttp.ClientSession``), and the request keywords in
+        :data:`REQUEST_OPTIONS` (``auth``, ``ssl``, ``proxy``, …). Other keys
+        only concern reading and are ignored.
     """
 
     def __init__(
@@ -150,20 +174,27 @@ class HTTPRequest:
         headers: Mapping[str, str] | None = None,
         timeout: float | None = None,
         ssl: _ssl.SSLContext | bool | None = None,
+        storage_options: Mapping[str, Any] | None = None,
     ):
         if not url:
             raise ValueError("URL path for http must not be empty")
         plain = split_tfjs_protocol(url)[1]
         if not _HTTP_URL.match(plain):
             raise ValueError(f"not an http(s) URL: {url!r}")
-        headers = dict(headers or {})
-        if any(k.lower() == "content-type" for k in headers):
-            raise ValueError("headers must not set Content-Type; the multipart body sets it")
+        options = dict(storage_options or {})
+        self.client_kwargs = dict(options.get("client_kwargs") or {})
+        self.request_options = {
+            k: options[k] for k in REQUEST_OPTIONS if k in options and k not in ("headers", "ssl")
+        }
+        headers = {**dict(options.get("headers") or {}), **dict(headers or {})}
+        for given in (headers, self.client_kwargs.get("headers") or {}):
+            if any(k.lower() == "content-type" for k in given):
+                raise ValueError("headers must not set Content-Type; the multipart body sets it")
         self.url = plain
         self.method = method.upper()
         self.headers = headers
         self.timeout = timeout
-        self.ssl = ssl
+        self.ssl = options.get("ssl") if ssl is None else ssl
 
     def __repr__(self) -> str:
         return f"HTTPRequest({self.url!r}, method={self.method!r})"
@@ -181,13 +212,14 @@ class HTTPRequest:
         timeout = aiohttp.ClientTimeout(total=self.timeout)
         try:
             async with (
-                aiohttp.ClientSession(timeout=timeout) as session,
+                aiohttp.ClientSession(**{**self.client_kwargs, "timeout": timeout}) as session,
                 session.request(
                     self.method,
                     self.url,
                     data=multipart_form(artifacts),
                     headers=self.headers,
                     ssl=True if self.ssl is None else self.ssl,
+                    **self.request_options,
                 ) as reply,
             ):
                 body = await reply.read()
@@ -222,7 +254,7 @@ def browser_http_request(url: str, **options: Any) -> HTTPRequest:
 
 
 def _router(url: Any, **options: Any) -> HTTPRequest | None:
-    """Save router: HTTP(S) URLs get an :class:`HTTPRequest`."""
+    """Save router: HTTP(S) URLs get an :class:`HTTPRequest` (``storage_options`` included)."""
     if not isinstance(url, str) or not _HTTP_URL.match(url):
         return None
     return HTTPRequest(url, **options)

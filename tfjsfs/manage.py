@@ -33,6 +33,7 @@ from fsspec.callbacks import DEFAULT_CALLBACK, Callback
 
 from .artifacts import ModelArtifactsInfo, SaveResult
 from .concurrency import gather_bounded
+from .entries import modified_time
 from .errors import (
     BundleExistsError,
     FormatError,
@@ -143,19 +144,7 @@ class BundleListing:
 
 def entry_time(entry: Mapping[str, Any]) -> _dt.datetime:
     """A listing entry's modification time (s3, gcs, local, memory), else now."""
-    for key in ("LastModified", "last_modified", "updated", "mtime", "timeCreated", "created"):
-        value = entry.get(key)
-        if value is None:
-            continue
-        if isinstance(value, _dt.datetime):
-            return value if value.tzinfo else value.replace(tzinfo=_dt.UTC)
-        if isinstance(value, (int, float)):
-            return _dt.datetime.fromtimestamp(value, _dt.UTC)
-        if isinstance(value, str):
-            with contextlib.suppress(ValueError):
-                stamp = _dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-                return stamp if stamp.tzinfo else stamp.replace(tzinfo=_dt.UTC)
-    return _dt.datetime.now(_dt.UTC)
+    return modified_time(entry) or _dt.datetime.now(_dt.UTC)
 
 
 def _external(prefix: str, base: str, path: str) -> str:

@@ -28,19 +28,28 @@ from fsspec.asyn import get_loop
 
 from .artifacts import ModelArtifacts, ModelArtifactsInfo, SaveResult
 from .concurrency import gather_bounded
+from .entries import modified_time, version_key
 from .errors import ManifestError, ModelNotFoundError, UnsafePathError
 from .layouts import DEFAULT_SHARD_SIZE, ShardPlan, plan_bundle
 from .manifest import ModelJSON, WeightGroup, check_shard_path, dumps_compact
 from .paths import resolve
 from .writer import is_local, write_bundle
 
-__all__ = ["MODEL_JSON", "BundleSummary", "ModelStore", "check_name", "topology_summary"]
+__all__ = [
+    "MODEL_JSON",
+    "BundleSummary",
+    "ModelStore",
+    "check_name",
+    "topology_summary",
+    "without_credentials",
+]
 
 MODEL_JSON = "model.json"
 MAX_NAME_LENGTH = 1024
 MAX_SEGMENT_LENGTH = 255
 READ_CONCURRENCY = 16
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\\]")
+_CREDENTIALS = re.compile(r"^([A-Za-z][\w+.\-]*://)[^/@]*@")
 T = TypeVar("T")
 
 
@@ -81,41 +90,9 @@ def check_name(name: str) -> str:
     return name
 
 
-def _stamp(info: Mapping[str, Any]) -> _dt.datetime | None:
-    """Modification time from an fsspec info dict, whatever the backend calls it."""
-    for key in ("mtime", "LastModified", "updated", "last_modified", "created"):
-        value = info.get(key)
-        if value is None:
-            continue
-        if isinstance(value, _dt.datetime):
-            return value if value.tzinfo else value.replace(tzinfo=_dt.UTC)
-        if isinstance(value, (int, float)):
-            return _dt.datetime.fromtimestamp(value, _dt.UTC)
-        if isinstance(value, str):
-            with contextlib.suppress(ValueError):
-                stamp = _dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-                return stamp if stamp.tzinfo else stamp.replace(tzinfo=_dt.UTC)
-    return None
-
-
-def entity_tag(info: Mapping[str, Any]) -> str | None:
-    """A strong HTTP ETag for a file, from its fsspec info (None if nothing fits)."""
-    for key in ("ETag", "etag", "md5Hash", "crc32c"):
-        value = info.get(key)
-        if isinstance(value, str) and value:
-            value = value.strip('"')
-            return f'"{value}"'
-    stamp = _stamp(info)
-    size = info.get("size")
-    if stamp is None or size is None:
-        return None
-    micros = int(stamp.timestamp() * 1_000_000)
-    return f'"{micros:x}-{int(size):x}"'
-
-
-def _version(info: Mapping[str, Any]) -> tuple:
-    stamp = _stamp(info)
-    return (info.get("size"), stamp, info.get("ETag") or info.get("etag"))
+def without_credentials(url: str) -> str:
+    """*url* without a ``user:password@`` part (for pages and logs)."""
+    return _CREDENTIALS.sub(r"\1", url)
 
 
 def topology_summary(doc: ModelJSON) -> dict[str, Any]:
@@ -311,7 +288,17 @@ class ModelStore:
         self._served: dict[str, set[str]] = {}  # weight files a model.json has named
 
     def __repr__(self) -> str:
-        return f"ModelStore({self.url!r})"
+        return f"ModelStore({self.label!r})"
+
+    @property
+    def label(self) -> str:
+        """The store's URL without credentials (what pages and logs show)."""
+        return without_credentials(self.url)
+
+    def model_url(self, name: str) -> str:
+        """A URL of bundle *name* that :func:`tfjsfs.load_model` accepts (with
+        :attr:`storage_options`)."""
+        return f"{self.url.rstrip('/')}/{check_name(name)}"
 
     # ------------------------------------------------------------ plumbing
 
@@ -356,11 +343,11 @@ class ModelStore:
     ) -> BundleSummary:
         """Summary of a bundle; model.json is re-read only when it changed."""
         json_path = json_info["name"]
-        key = _version(json_info)
+        key = version_key(json_info)
         cached = self._summaries.get(json_path)
         if cached is None or cached[0] != key:
             summary = BundleSummary(
-                name, json_path, int(json_info.get("size") or 0), _stamp(json_info)
+                name, json_path, int(json_info.get("size") or 0), modified_time(json_info)
             )
             try:
                 data = await self.fs._cat_file(json_path)
@@ -511,6 +498,19 @@ class ModelStore:
         """
         check_name(name)
         return await self.io(self._file(name, file))
+
+    async def model_json(self, name: str) -> bytes:
+        """The bytes of bundle *name*'s model.json.
+
+        Raises
+        ------
+        ModelNotFoundError
+        UnsafePathError
+        """
+        try:
+            return await self.io(self.fs._cat_file(self.json_path(name)))
+        except FileNotFoundError:
+            raise ModelNotFoundError(f"no model named {name!r} in {self.label}") from None
 
     async def exists(self, name: str) -> bool:
         """Whether bundle *name* (its model.json) exists."""

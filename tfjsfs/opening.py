@@ -13,16 +13,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import os
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import fsspec
 from fsspec.asyn import get_loop
+from fsspec.implementations.asyn_wrapper import AsyncFileSystemWrapper
 
-from .bundle import Bundle, LoadOptions, WeightUrlConverter, open_bundle
-from .paths import resolve
+from .bundle import Bundle, open_bundle
+from .paths import as_async, resolve, split_tfjs_protocol
 from .ranges import DEFAULT_MAX_GAP
 from .retry import RetryPolicy
+from .shardurls import LoadOptions, WeightUrlConverter
 
 __all__ = ["Settings", "open_url", "release", "settings"]
 
@@ -91,6 +96,44 @@ def settings(
     return Settings(options, policy, dict(storage_options or {}), batch_size, max_gap)
 
 
+_WRAPPERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _resolve(url: Any, storage_options: Mapping[str, Any]) -> tuple[Any, str]:
+    """:func:`tfjsfs.paths.resolve`, reusing one async wrapper per synchronous filesystem.
+
+    Wrapping a synchronous filesystem (local, memory) builds a coroutine for
+    each of its methods, which costs milliseconds: too much to pay on every
+    load of a small model.
+    """
+    text = _url_text(url)
+    carried = getattr(url, "storage_options", None)  # a UPath carries its own
+    if not isinstance(url, str) and isinstance(carried, Mapping):
+        storage_options = {**carried, **storage_options}
+    if (
+        "fs" in storage_options  # a filesystem handed over (e.g. by TFJSFileSystem)
+        or split_tfjs_protocol(text)[0] is not None
+        or text.startswith("tfjs")
+    ):
+        return resolve(text, **storage_options)
+    fs, path = fsspec.core.url_to_fs(text, **storage_options)
+    if getattr(fs, "async_impl", False):
+        return fs, path
+    wrapper = _WRAPPERS.get(fs)
+    if wrapper is None:
+        wrapper = _WRAPPERS[fs] = as_async(fs)
+    return wrapper, path
+
+
+def _url_text(url: Any) -> str:
+    if isinstance(url, str):
+        return url
+    try:
+        return os.fspath(url)
+    except (TypeError, NotImplementedError, ValueError):  # e.g. a UPath of a bucket
+        return str(url)
+
+
 def _foreign_loop(storage_options: Mapping[str, Any]) -> bool:
     """Whether we run on a loop other than fsspec's own (and the caller chose no mode)."""
     try:
@@ -121,8 +164,12 @@ async def open_url(
     Outside fsspec's own IO loop a private asynchronous filesystem is made;
     the third value says so, and :func:`release` closes it.
     """
-    fs, path = resolve(url, **config.storage_options)
-    owned = getattr(fs, "async_impl", False) and _foreign_loop(config.storage_options)
+    fs, path = _resolve(url, config.storage_options)
+    owned = (
+        getattr(fs, "async_impl", False)
+        and not isinstance(fs, AsyncFileSystemWrapper)  # threads: any loop will do
+        and _foreign_loop(config.storage_options)
+    )
     if owned:
         fs = _private_copy(fs)
     try:

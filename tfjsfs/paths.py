@@ -23,7 +23,7 @@ import fsspec
 from fsspec.asyn import AsyncFileSystem
 from fsspec.implementations.asyn_wrapper import AsyncFileSystemWrapper
 
-from .errors import TFJSError
+from .errors import MissingProtocolError  # re-exported: defined in tfjsfs.errors
 
 __all__ = [
     "KINDS",
@@ -51,10 +51,6 @@ _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-_]*://")
 TENSORS_DIR = "@tensors"
 #: kinds of :class:`ResolvedPath`
 KINDS = ("model_dir", "model_json", "shard", "tensor_dir", "tensor", "other")
-
-
-class MissingProtocolError(TFJSError, ValueError):
-    """A ``tfjs`` URL or filesystem does not say which backend holds the files."""
 
 
 def split_tfjs_protocol(url: str) -> tuple[str | None, str]:

@@ -31,11 +31,12 @@ from typing import Any
 
 from fsspec.callbacks import DEFAULT_CALLBACK, Callback
 
-from .bundle import Bundle, http_request_kwargs, is_http
+from .bundle import Bundle
 from .concurrency import gather_bounded
 from .errors import ShardMissingError, TransferError, WeightDataError
 from .ranges import DEFAULT_MAX_BLOCK, DEFAULT_MAX_GAP, Block, Sink, plan_blocks
 from .retry import RetryPolicy, Transient, Truncated, is_transient, with_retries
+from .shardurls import http_request_kwargs, is_http
 from .writer import is_local
 
 __all__ = [
@@ -276,7 +277,7 @@ class HTTPReader(Reader):
                 self._place(block, resp, sink, ranged, done)
                 await self._stream(block, resp, sink, progress)
 
-        await with_retries(attempt, self.policy, self.where(block))
+        await with_retries(attempt, self.policy, lambda: self.where(block))
 
     def _check_status(self, block: Block, resp: Any) -> None:
         if resp.status in (404, 410):
@@ -399,7 +400,7 @@ class GenericReader(Reader):
             self._place(block, data)
 
         timeout = self.policy.total_timeout(block.nbytes)
-        await with_retries(attempt, self.policy, self.where(block), timeout=timeout)
+        await with_retries(attempt, self.policy, lambda: self.where(block), timeout=timeout)
 
     async def read_ranges(self, blocks: Sequence[Block], batch_size: int) -> None:
         """All *blocks* with one ``_cat_ranges`` per filesystem, then retries of what failed.

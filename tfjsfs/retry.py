@@ -115,7 +115,7 @@ def is_transient(exc: BaseException) -> bool:
 async def with_retries(
     attempt: Callable[[int], Awaitable[T]],
     policy: RetryPolicy,
-    what: str,
+    what: str | Callable[[], str],
     *,
     timeout: float | None = None,
 ) -> T:
@@ -126,8 +126,9 @@ async def with_retries(
     attempt : callable
         Called with the attempt number (0 first); returns an awaitable.
     policy : RetryPolicy
-    what : str
-        The request, for messages (e.g. the shard URL).
+    what : str or callable
+        The request, for messages (e.g. the shard URL); a callable is only
+        called when a message is needed.
     timeout : float, optional
         Whole-attempt limit in seconds (None: the attempt watches its own).
 
@@ -146,6 +147,8 @@ async def with_retries(
             if not is_transient(exc):
                 raise
             if n == policy.retries:
+                if callable(what):
+                    what = what()
                 detail = str(exc) or type(exc).__name__
                 if what not in detail:
                     detail = f"{what}: {detail}"

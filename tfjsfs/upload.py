@@ -11,7 +11,7 @@ Part content types are not enforced (clients differ); field names are.
 Nothing is accepted before everything is checked: the field names, the model
 JSON, the manifest's paths and every weight's byte count against the bytes
 received. Problems raise :class:`~tfjsfs.errors.UploadError` (or
-:class:`UploadTooLargeError`) naming the part, the weight and the counts.
+:class:`~tfjsfs.errors.UploadTooLargeError`) naming the part, the weight and the counts.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from multidict import CIMultiDict
 
 from .artifacts import ModelArtifacts
 from .codec import string_byte_length
-from .errors import UploadError, WeightDataError
+from .errors import UploadError, UploadTooLargeError, WeightDataError
 from .http import JSON_FIELD, WEIGHTS_FIELD
 from .manifest import ModelJSON
 
@@ -43,6 +43,7 @@ __all__ = [
     "Spool",
     "Upload",
     "UploadTooLargeError",
+    "expected_weight_bytes",
     "read_upload",
     "read_upload_bytes",
 ]
@@ -53,23 +54,6 @@ DEFAULT_MAX_JSON_BYTES = 64 * 1024 * 1024
 DEFAULT_SPOOL_MEMORY = 8 * 1024 * 1024
 CHUNK = 256 * 1024
 _IDENTITY = {"", "identity", "binary", "7bit", "8bit"}
-
-
-class UploadTooLargeError(UploadError):
-    """The upload is larger than the server accepts (HTTP 413).
-
-    Attributes
-    ----------
-    limit : int
-        Bytes allowed.
-    received : int
-        Bytes seen (or announced) when the limit was hit.
-    """
-
-    def __init__(self, message: str, limit: int, received: int):
-        super().__init__(message)
-        self.limit = limit
-        self.received = received
 
 
 class Spool:
@@ -295,7 +279,7 @@ def check_weight_bytes(doc: ModelJSON, view: memoryview) -> None:
                 ) from None
         end = offset + nbytes
         if end > total:
-            need = _expected_total(doc)
+            need = expected_weight_bytes(doc)
             need_text = f"the manifest's {len(specs)} weights need {need} bytes, " if need else ""
             raise WeightDataError(
                 f"{label} holds {total} bytes but {need_text}weight {spec.name!r} "
@@ -311,12 +295,15 @@ def check_weight_bytes(doc: ModelJSON, view: memoryview) -> None:
         )
 
 
-def _expected_total(doc: ModelJSON) -> int | None:
+def expected_weight_bytes(doc: ModelJSON) -> int | None:
+    """Bytes the manifest's weights need, or None when string tensors make it
+    depend on the data."""
     total = 0
-    for spec in doc.weight_specs:
-        if spec.byte_length is None:
+    for group in doc.weights_manifest:
+        nbytes = group.expected_bytes
+        if nbytes is None:
             return None
-        total += spec.byte_length
+        total += nbytes
     return total
 
 
@@ -428,7 +415,7 @@ async def _read_parts(headers, content, budget, spool, max_json_bytes) -> Upload
         )
     doc = ModelJSON.parse(json_bytes, _part_label(JSON_FIELD), require_topology=False)
     uses_part = _manifest_uses_weights_part(doc)
-    needed = _expected_total(doc)
+    needed = expected_weight_bytes(doc)
     if weights_info is None and uses_part and (needed is None or needed > 0):
         need = f"{needed} bytes" if needed is not None else "bytes"
         raise UploadError(

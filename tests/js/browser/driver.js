@@ -23,25 +23,9 @@
 
 const readline = require('readline');
 const {chromium} = require('playwright-core');
-
-const ARGS = [
-  '--no-sandbox', '--headless', '--disable-gpu', '--disable-background-networking',
-  '--disable-component-update', '--disable-sync', '--no-first-run',
-  '--disable-dev-shm-usage', '--disable-quic',
-  '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1',
-];
+const {ARGS, confine} = require('./loopback.js');
 
 const state = {browser: null, contexts: {}, pages: {}, jobs: {}, log: [], refused: []};
-
-function loopback(url) {
-  try {
-    const u = new URL(url);
-    if (['data:', 'blob:', 'about:'].includes(u.protocol)) return true;
-    return u.hostname === '127.0.0.1';
-  } catch (_) {
-    return false;
-  }
-}
 
 function call(fn, arg) {
   return `(${fn})(${JSON.stringify(arg === undefined ? null : arg)})`;
@@ -51,12 +35,7 @@ async function newContext(cmd) {
   const options = {viewport: {width: 1280, height: 720}};
   if (cmd.storageState) options.storageState = cmd.storageState;
   const context = await state.browser.newContext(options);
-  await context.route('**/*', (route) => {
-    const url = route.request().url();
-    if (loopback(url)) return route.continue();
-    state.refused.push(url);
-    return route.abort('blockedbyclient');
-  });
+  await confine(context, state.refused);
   state.contexts[cmd.context] = context;
   return true;
 }

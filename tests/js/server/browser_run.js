@@ -10,22 +10,7 @@
 const fs = require('fs');
 const path = require('path');
 const {chromium} = require('playwright-core');
-
-const ARGS = [
-  '--no-sandbox', '--headless', '--disable-gpu', '--disable-background-networking',
-  '--disable-component-update', '--disable-sync', '--no-first-run',
-  '--disable-dev-shm-usage', '--disable-quic',
-  '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1',
-];
-
-function loopback(url) {
-  try {
-    const u = new URL(url);
-    return ['data:', 'blob:', 'about:'].includes(u.protocol) || u.hostname === '127.0.0.1';
-  } catch (_) {
-    return false;
-  }
-}
+const {ARGS, confine} = require('../browser/loopback.js');
 
 async function main() {
   const arg = process.argv[2];
@@ -37,12 +22,7 @@ async function main() {
   const saving = [];
   try {
     const context = await browser.newContext({acceptDownloads: true});
-    await context.route('**/*', (route) => {
-      const url = route.request().url();
-      if (loopback(url)) return route.continue();
-      refused.push(url);
-      return route.abort('blockedbyclient');
-    });
+    await confine(context, refused);
     const page = await context.newPage();
     page.on('console', (m) => log.push(`console.${m.type()}: ${m.text()}`));
     page.on('pageerror', (e) => log.push(`pageerror: ${e.message}`));
