@@ -109,3 +109,21 @@ def test_upath_objects_carry_their_storage_options(s3_server, s3_bucket, tmp_pat
     path = upath.UPath(url, **s3_server.storage_options)
     assert_same(tfjsfs.load_weights(path), expected)
     assert_same(tfjsfs.load_weights(upath.UPath(tmp_path / "m")), expected)
+
+
+async def test_save_and_load_on_s3_from_the_callers_own_event_loop(s3_server, s3_bucket):
+    """Async twins on a loop other than fsspec's get private S3 clients, closed after."""
+    import numpy as np
+
+    import tfjsfs
+
+    weights = {"w": np.arange(10, dtype=np.float32), "b": np.array([True, False])}
+    art = tfjsfs.ModelArtifacts.from_weights({}, weights)
+    url = f"s3://{s3_bucket}/own-loop/m"
+    options = {"storage_options": s3_server.storage_options}
+    await tfjsfs.save_model_async(art, url, shard_size=16, **options)
+    await tfjsfs.save_model_async(art, url, shard_size=16, overwrite=True, **options)
+    back = await tfjsfs.load_weights_async(url, **options)
+    assert back["w"].tolist() == list(range(10)) and back["b"].tolist() == [True, False]
+    # the synchronous API (fsspec's IO loop) still works with the same options afterwards
+    assert tfjsfs.load_weights(url, **options)["w"].tolist() == list(range(10))

@@ -25,8 +25,7 @@ from .errors import HandlerNotFoundError
 from .fetch import ALIGN, arrays_from_buffer, fetch_all, fetch_arrays, index_from_buffer
 from .layouts import DEFAULT_SHARD_SIZE, ShardPlan, plan_bundle
 from .manifest import WeightGroup
-from .opening import open_url, release, settings
-from .paths import resolve
+from .opening import open_store, open_url, release, settings
 from .progress import progress_callback
 from .ranges import DEFAULT_MAX_GAP
 from .writer import write_bundle
@@ -52,9 +51,11 @@ class IOHandler(Protocol):
     Either method may be a plain function or a coroutine function.
     """
 
-    def load(self) -> ModelArtifacts: ...
+    def load(self) -> ModelArtifacts:
+        """Return the model's artifacts (TF.js ``LoadHandler``)."""
 
-    def save(self, artifacts: ModelArtifacts) -> SaveResult: ...
+    def save(self, artifacts: ModelArtifacts) -> SaveResult:
+        """Store *artifacts* and describe what was stored (TF.js ``SaveHandler``)."""
 
 
 Router = Callable[..., Any]
@@ -199,8 +200,11 @@ def _artifacts_from(bundle: Bundle, buffer: np.ndarray) -> ModelArtifacts:
 
 
 def load_model(url: Any, **options: Any) -> ModelArtifacts:
-    (
-        """Load a TF.js bundle (TF.js ``loadLayersModel``'s IO half).
+    return _run(load_model_async(url, **options))
+
+
+load_model.__doc__ = (
+    """Load a TF.js bundle (TF.js ``loadLayersModel``'s IO half).
 
     Every shard is fetched concurrently straight into one buffer; weights
     are zero-copy views of it.
@@ -211,8 +215,8 @@ def load_model(url: Any, **options: Any) -> ModelArtifacts:
         A model folder or its JSON file: local path, ``file://``, ``memory://``,
         ``s3://``, ``gs://``, ``http(s)://``, ``tfjs+…://`` or ``tfjs::…``.
     """
-        + _LOAD_OPTIONS_DOC
-        + """
+    + _LOAD_OPTIONS_DOC
+    + """
     Returns
     -------
     ModelArtifacts
@@ -222,8 +226,7 @@ def load_model(url: Any, **options: Any) -> ModelArtifacts:
     ------
     ModelNotFoundError, ShardMissingError, ManifestError, WeightDataError, TransferError
     """
-    )
-    return _run(load_model_async(url, **options))
+)
 
 
 async def load_weights_async(
@@ -280,8 +283,11 @@ async def load_weights_async(
 def load_weights(
     url: Any, names: Sequence[str] | None = None, **options: Any
 ) -> dict[str, np.ndarray]:
-    (
-        """Weights of a bundle as ``{name: numpy array}`` (dequantized), in manifest order.
+    return _run(load_weights_async(url, names, **options))
+
+
+load_weights.__doc__ = (
+    """Weights of a bundle as ``{name: numpy array}`` (dequantized), in manifest order.
 
     Without *names* every shard is fetched into one buffer and the arrays are
     zero-copy views of it. With *names* only the byte ranges those weights
@@ -298,14 +304,13 @@ def load_weights(
     max_gap : int
         With *names*: unwanted bytes allowed between merged ranges (64,000).
     """
-        + _LOAD_OPTIONS_DOC
-        + """
+    + _LOAD_OPTIONS_DOC
+    + """
     Returns
     -------
     dict of str to numpy.ndarray
     """
-    )
-    return _run(load_weights_async(url, names, **options))
+)
 
 
 # ----------------------------------------------------------------- saving
@@ -331,7 +336,18 @@ async def save_model_async(
         return await _call(handler.save, artifacts)
     if quantize is not None:
         artifacts = requantize(artifacts, quantize)
-    fs, path = resolve(url, **dict(storage_options or {}))
+    fs, path, owned = open_store(url, dict(storage_options or {}))
+    try:
+        return await _save_bundle(
+            fs, path, artifacts, layout, shard_size, name, overwrite, callback
+        )
+    finally:
+        if owned:
+            await release(fs)
+
+
+async def _save_bundle(fs, path, artifacts, layout, shard_size, name, overwrite, callback):
+    """Plan and write *artifacts* as a bundle at inner *path* of *fs*."""
     folder, json_name = path.rstrip("/"), None
     if folder.endswith(".json"):
         folder, json_name = posixpath.split(folder)

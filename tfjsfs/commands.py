@@ -169,6 +169,7 @@ def _dump_json(value: Any) -> None:
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
+    """``tfjsfs ls``: models under a prefix with their summaries."""
     from fsspec.asyn import get_loop, sync
 
     from .manage import find_bundles
@@ -221,6 +222,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
+    """``tfjsfs info``: topology summary, inputs, outputs and weights of one model."""
     from fsspec.asyn import get_loop, sync
 
     from .errors import ModelNotFoundError
@@ -382,6 +384,7 @@ def _copy_many(args: argparse.Namespace, *, move: bool) -> int:
 
 
 def cmd_cp(args: argparse.Namespace, move: bool = False) -> int:
+    """``tfjsfs cp``: copy a model (or, with ``-r``, every model under a prefix)."""
     if args.recursive:
         return _copy_many(args, move=move)
     if args.scheduler:
@@ -393,6 +396,7 @@ def cmd_cp(args: argparse.Namespace, move: bool = False) -> int:
 
 
 def cmd_mv(args: argparse.Namespace) -> int:
+    """``tfjsfs mv``: copy, verify, then delete the source."""
     return cmd_cp(args, move=True)
 
 
@@ -403,6 +407,7 @@ def _bundle_urls(prefix: str, opts: dict[str, Any]) -> list[str]:
 
 
 def cmd_rm(args: argparse.Namespace) -> int:
+    """``tfjsfs rm``: remove models, model.json first."""
     from .manage import remove_model, remove_model_files
 
     opts = _opts(args)
@@ -428,6 +433,7 @@ def cmd_rm(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    """``tfjsfs verify``: deep checks; exit status 1 when a model has problems."""
     from .verify import verify_model
 
     opts = _opts(args)
@@ -497,6 +503,7 @@ def _verify_cluster(args: argparse.Namespace, opts: dict[str, Any]) -> int:
 
 
 def cmd_cat(args: argparse.Namespace) -> int:
+    """``tfjsfs cat``: one tensor as text or ``.npy``."""
     import numpy as np
 
     from .api import load_weights
@@ -538,6 +545,7 @@ def _text(item: bytes) -> Any:
 
 
 def cmd_rewrite(args: argparse.Namespace) -> int:
+    """``tfjsfs quantize`` / ``tfjsfs reshard``: rewrite a bundle."""
     from .manage import copy_model
 
     dst = args.dst or args.url
@@ -566,6 +574,7 @@ def cmd_rewrite(args: argparse.Namespace) -> int:
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
+    """``tfjsfs scan``: one row per bundle, locally or on a Dask cluster."""
     from . import bulk
 
     callback = progress(args, "scan", unit="model")
@@ -604,6 +613,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    """``tfjsfs serve``: the model server over a store."""
     try:
         from .server import serve
     except ImportError as exc:

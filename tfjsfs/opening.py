@@ -29,7 +29,7 @@ from .ranges import DEFAULT_MAX_GAP
 from .retry import RetryPolicy
 from .shardurls import LoadOptions, WeightUrlConverter
 
-__all__ = ["Settings", "open_url", "release", "settings"]
+__all__ = ["Settings", "open_store", "open_url", "release", "settings"]
 
 
 @dataclass(frozen=True)
@@ -156,22 +156,30 @@ def _private_copy(fs: Any) -> Any:
     return type(fs)(*getattr(fs, "storage_args", ()), **options)
 
 
+def open_store(url: Any, storage_options: Mapping[str, Any]) -> tuple[Any, str, bool]:
+    """The inner filesystem and path of *url*, usable on the running loop.
+
+    Outside fsspec's own IO loop a private asynchronous filesystem is made;
+    the third value says so, and :func:`release` closes it.
+    """
+    fs, path = _resolve(url, storage_options)
+    owned = (
+        getattr(fs, "async_impl", False)
+        and not isinstance(fs, AsyncFileSystemWrapper)  # threads: any loop will do
+        and _foreign_loop(storage_options)
+    )
+    return (_private_copy(fs) if owned else fs), path, owned
+
+
 async def open_url(
     url: Any, config: Settings, *, validate: bool = True
 ) -> tuple[Any, Bundle, bool]:
     """The inner filesystem and bundle of a model URL, for the running loop.
 
-    Outside fsspec's own IO loop a private asynchronous filesystem is made;
-    the third value says so, and :func:`release` closes it.
+    See :func:`open_store`; the third value says whether :func:`release`
+    must close the filesystem.
     """
-    fs, path = _resolve(url, config.storage_options)
-    owned = (
-        getattr(fs, "async_impl", False)
-        and not isinstance(fs, AsyncFileSystemWrapper)  # threads: any loop will do
-        and _foreign_loop(config.storage_options)
-    )
-    if owned:
-        fs = _private_copy(fs)
+    fs, path, owned = open_store(url, config.storage_options)
     try:
         bundle = await open_bundle(
             fs, path, options=config.options, policy=config.policy, validate=validate

@@ -71,6 +71,7 @@ class LoadOptions:
 
 
 def folder_of(json_path: str) -> str:
+    """The folder holding *json_path* (a URL's query string is ignored)."""
     base = json_path.split("?", 1)[0] if "://" in json_path else json_path
     return posixpath.dirname(base)
 

@@ -42,6 +42,7 @@ class TensorInfo:
     dtype: str | None = None
 
     def to_json(self) -> dict[str, Any]:
+        """JSON form for ``tfjsfs info --json``."""
         return {"name": self.name, "shape": self.shape, "dtype": self.dtype}
 
 
