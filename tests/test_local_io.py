@@ -273,6 +273,10 @@ class FailingMemoryFileSystem(MemoryFileSystem):
 
     protocol = "failingmem"
     root_marker = "/"
+
+    @classmethod
+    def _strip_protocol(cls, path):
+        return super()._strip_protocol(path.removeprefix("failingmem://"))
     budget = 2
     order: list[str] = []
 
@@ -280,7 +284,7 @@ class FailingMemoryFileSystem(MemoryFileSystem):
         if type(self).budget <= 0:
             raise OSError(f"simulated write failure at {path}")
         type(self).budget -= 1
-        type(self).order.append("/" + path.split("://", 1)[-1].lstrip("/"))
+        type(self).order.append(self._strip_protocol(path))
         return super().pipe_file(path, value, mode=mode, **kwargs)
 
 
@@ -424,3 +428,44 @@ def test_model_without_topology_writes_null_like_the_converter(tmp_path):
     doc = json.loads((tmp_path / "m" / "model.json").read_text())
     assert doc["modelTopology"] is None and doc["convertedBy"] is None
     assert tfjsfs.load_model(tmp_path / "m").model_topology is None
+
+
+class ReplacingMemoryFileSystem(MemoryFileSystem):
+    """A real in-memory store where another writer replaces the bundle mid-load.
+
+    The first shard read runs a complete overwriting ``save_model`` (new shards
+    and model.json published, old shards deleted), as a concurrent writer would
+    between our reading model.json and our reading the shards.
+    """
+
+    protocol = "replacingmem"
+    root_marker = "/"
+    replace_with = None  # (url, artifacts)
+
+    @classmethod
+    def _strip_protocol(cls, path):
+        return super()._strip_protocol(path.removeprefix("replacingmem://"))
+
+    def cat_file(self, path, start=None, end=None, **kwargs):
+        pending = type(self).replace_with
+        if pending is not None and "shard" in path:
+            type(self).replace_with = None
+            url, artifacts = pending
+            tfjsfs.save_model(artifacts, url, shard_size=16, overwrite=True)
+        return super().cat_file(path, start, end, **kwargs)
+
+
+def test_a_load_racing_a_replacement_reads_the_new_version_not_a_mix():
+    fsspec.register_implementation("replacingmem", ReplacingMemoryFileSystem, clobber=True)
+    old = {"a": np.zeros(6, np.float32), "b": np.zeros(5, np.int32)}
+    new = {"a": np.full(6, 7, np.float32), "b": np.full(5, 7, np.int32)}
+    tfjsfs.save_model(
+        ModelArtifacts.from_weights(TOPOLOGY, old), "replacingmem://race/m", shard_size=16
+    )
+    ReplacingMemoryFileSystem.replace_with = (
+        "replacingmem://race/m",
+        ModelArtifacts.from_weights(TOPOLOGY, new),
+    )
+    loaded = tfjsfs.load_weights("replacingmem://race/m")
+    assert ReplacingMemoryFileSystem.replace_with is None  # the replacement did happen mid-load
+    assert loaded["a"].tolist() == [7.0] * 6 and loaded["b"].tolist() == [7] * 5

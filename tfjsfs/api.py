@@ -19,9 +19,15 @@ from fsspec.asyn import get_loop, sync
 from fsspec.callbacks import DEFAULT_CALLBACK, Callback
 
 from .artifacts import ModelArtifacts, SaveResult
-from .bundle import Bundle, gc_paused, group_offsets
+from .bundle import Bundle, gc_paused, group_offsets, open_bundle
 from .codec import encode_weight, quantization_plan
-from .errors import HandlerNotFoundError
+from .errors import (
+    HandlerNotFoundError,
+    ManifestError,
+    ModelNotFoundError,
+    ShardMissingError,
+    WeightDataError,
+)
 from .fetch import ALIGN, arrays_from_buffer, fetch_all, fetch_arrays, index_from_buffer
 from .layouts import DEFAULT_SHARD_SIZE, ShardPlan, plan_bundle
 from .manifest import WeightGroup
@@ -162,16 +168,45 @@ async def load_model_async(
     if handler is not None:
         return await _call(handler.load)
     config = settings(**options)
-    fs, bundle, owned = await open_url(url, config)
-    try:
+
+    async def load(fs: Any, bundle: Bundle) -> ModelArtifacts:
         with progress_callback(callback, progress, _label(url)) as reporter:
             buffer = await fetch_all(
                 fs, bundle, batch_size=config.batch_size, callback=reporter, policy=config.policy
             )
         return _artifacts_from(bundle, buffer)
-    finally:
-        if owned:
-            await release(fs, bundle)
+
+    return await _with_bundle(url, config, load)
+
+
+async def _with_bundle(url: Any, config: Any, job: Any, *, validate: bool = True) -> Any:
+    """Run ``job(fs, bundle)``; once more if the bundle was replaced meanwhile.
+
+    A save that replaces a bundle deletes the old shards after publishing the
+    new model.json, so a reader that read the old model.json may find a shard
+    gone (or changed). When model.json now names other shards, the load is
+    retried on the new version; otherwise the error stands.
+    """
+    for attempt in range(2):
+        fs, bundle, owned = await open_url(url, config, validate=validate)
+        try:
+            return await job(fs, bundle)
+        except (ShardMissingError, WeightDataError):
+            if attempt or not await _replaced(fs, bundle, url, config):
+                raise
+        finally:
+            if owned:
+                await release(fs, bundle)
+    raise AssertionError("unreachable")
+
+
+async def _replaced(fs: Any, bundle: Bundle, url: Any, config: Any) -> bool:
+    """Whether the bundle's model.json now names other shards than *bundle* did."""
+    try:
+        fresh = await open_bundle(fs, bundle.json_path, options=config.options)
+    except (ModelNotFoundError, ManifestError):
+        return False
+    return fresh.shard_paths != bundle.shard_paths
 
 
 def _artifacts_from(bundle: Bundle, buffer: np.ndarray) -> ModelArtifacts:
@@ -251,8 +286,8 @@ async def load_weights_async(
             raise KeyError(f"no weights named {', '.join(map(repr, missing))}")
         return {n: weights[n] for n in names}
     config = settings(max_gap=max_gap, **options)
-    fs, bundle, owned = await open_url(url, config, validate=names is not None)
-    try:
+
+    async def load(fs: Any, bundle: Bundle) -> dict[str, np.ndarray]:
         with progress_callback(callback, progress, _label(url)) as reporter:
             if names is None:
                 buffer = await fetch_all(
@@ -275,9 +310,8 @@ async def load_weights_async(
                 policy=config.policy,
                 max_gap=config.max_gap,
             )
-    finally:
-        if owned:
-            await release(fs, bundle)
+
+    return await _with_bundle(url, config, load, validate=names is not None)
 
 
 def load_weights(
