@@ -277,6 +277,7 @@ class FailingMemoryFileSystem(MemoryFileSystem):
     @classmethod
     def _strip_protocol(cls, path):
         return super()._strip_protocol(path.removeprefix("failingmem://"))
+
     budget = 2
     order: list[str] = []
 
