@@ -17,7 +17,7 @@ import numpy as np
 
 from .codec import decode_weight, encode_weight, quantization_plan, string_byte_length
 from .errors import FormatError, WeightDataError
-from .manifest import ModelJSON, WeightGroup, WeightSpec, dumps_compact
+from .manifest import METADATA_FIELDS, ModelJSON, WeightGroup, WeightSpec, dumps_compact
 
 __all__ = ["ModelArtifacts", "ModelArtifactsInfo", "SaveResult"]
 
@@ -216,14 +216,7 @@ class ModelArtifacts:
             model_topology=doc.model_topology,
             weight_specs=specs,
             weight_data=weight_data,
-            format=doc.format,
-            generated_by=doc.generated_by,
-            converted_by=doc.converted_by,
-            signature=doc.signature,
-            user_defined_metadata=doc.user_defined_metadata,
-            model_initializer=doc.model_initializer,
-            initializer_signature=doc.initializer_signature,
-            training_config=doc.training_config,
+            **{name: getattr(doc, name) for name in METADATA_FIELDS},
             group_lengths=lengths if len(lengths) > 1 else None,
             extra=dict(doc.extra),
             null_keys=doc.null_keys,
@@ -234,14 +227,7 @@ class ModelArtifacts:
         return ModelJSON(
             model_topology=self.model_topology,
             weights_manifest=tuple(groups),
-            format=self.format,
-            generated_by=self.generated_by,
-            converted_by=self.converted_by,
-            signature=self.signature,
-            user_defined_metadata=self.user_defined_metadata,
-            model_initializer=self.model_initializer,
-            initializer_signature=self.initializer_signature,
-            training_config=self.training_config,
+            **{name: getattr(self, name) for name in METADATA_FIELDS},
             extra=dict(self.extra),
             # TF.js always writes modelTopology and convertedBy, null when unset
             null_keys=self.null_keys | {"modelTopology", "convertedBy"},

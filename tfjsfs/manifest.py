@@ -301,6 +301,29 @@ def _parse_quantization(quant: Any, label: str, dtype: str) -> Quantization:
     return Quantization(qdtype, scale, minimum, original, extra)
 
 
+def stored_bytes(specs: Iterable[WeightSpec]) -> int | None:
+    """Total stored bytes of *specs*, or None when a string tensor makes it variable."""
+    total = 0
+    for spec in specs:
+        if spec.byte_length is None:
+            return None
+        total += spec.byte_length
+    return total
+
+
+#: model.json's optional metadata fields, shared by ModelJSON and ModelArtifacts.
+METADATA_FIELDS = (
+    "format",
+    "generated_by",
+    "converted_by",
+    "signature",
+    "user_defined_metadata",
+    "model_initializer",
+    "initializer_signature",
+    "training_config",
+)
+
+
 @dataclass(frozen=True)
 class WeightGroup:
     """One ``weightsManifest`` group: ordered shard paths and the weights in them."""
@@ -312,12 +335,7 @@ class WeightGroup:
     @property
     def expected_bytes(self) -> int | None:
         """Total stored bytes, or None when a string tensor makes it variable."""
-        total = 0
-        for spec in self.weights:
-            if spec.byte_length is None:
-                return None
-            total += spec.byte_length
-        return total
+        return stored_bytes(self.weights)
 
     def to_json(self) -> dict[str, Any]:
         """The manifest form."""

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .manifest import ModelJSON, WeightSpec
+from .manifest import ModelJSON, WeightSpec, stored_bytes
 
 __all__ = ["ModelSummary", "TensorInfo", "human_size", "summarize"]
 
@@ -77,12 +77,7 @@ class ModelSummary:
     @property
     def weight_bytes(self) -> int | None:
         """Stored bytes of all weights (None when string weights make it unknown)."""
-        total = 0
-        for spec in self.weights:
-            if spec.byte_length is None:
-                return None
-            total += spec.byte_length
-        return total
+        return stored_bytes(self.weights)
 
     @property
     def parameters(self) -> int:
