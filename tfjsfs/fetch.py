@@ -34,7 +34,6 @@ from .bundle import (
     group_offsets,
     locate_model_json,
     open_bundle,
-    read_json_bytes,
     resolve_shard_paths,
     shard_sizes,
 )
@@ -60,14 +59,11 @@ __all__ = [
     "arrays_from_buffer",
     "fetch_all",
     "fetch_arrays",
-    "fetch_bundle",
-    "fetch_into",
     "fetch_weight_buffer",
     "fetch_weight_bytes",
     "load_index",
     "locate_model_json",
     "open_bundle",
-    "read_model_json",
     "resolve_shard_paths",
     "shard_sizes",
 ]
@@ -155,41 +151,6 @@ async def fetch_all(
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-async def read_model_json(fs: Any, json_path: str) -> ModelJSON:
-    """Fetch and parse model.json (validated)."""
-    data = await read_json_bytes(fs, json_path)
-    return ModelJSON.parse(data, json_path)
-
-
-async def fetch_into(
-    fs: Any,
-    path: str,
-    out: memoryview,
-    json_path: str,
-    callback: Callback = DEFAULT_CALLBACK,
-    *,
-    policy: RetryPolicy | None = None,
-) -> None:
-    """Fetch the whole file *path* into *out*, which must be exactly its size.
-
-    Raises
-    ------
-    ShardMissingError
-        No such file.
-    WeightDataError
-        The file is not ``len(out)`` bytes long.
-    """
-    out = memoryview(out).cast("B")
-    bundle = Bundle(json_path, raw={"weightsManifest": []}, shard_paths=[[path]], fs=fs)
-    bundle.sizes = [[len(out)]]
-    block = Block(path, 0, len(out), [Piece(0, len(out), out)], True, len(out))
-    if not len(out):
-        block.whole = False
-    await run_blocks(
-        bundle, [block], policy=policy or RetryPolicy(), callback=callback, set_size=False
-    )
-
-
 def group_string_lengths(
     doc: ModelJSON, group_views: Sequence[memoryview], source: str
 ) -> dict[str, int]:
@@ -222,26 +183,6 @@ def index_from_buffer(bundle: Bundle, buffer: np.ndarray) -> WeightIndex:
         raise ManifestError(f"{bundle.json_path}: could not place {index.unresolved[0]!r}")
     bundle.index = index
     return index
-
-
-async def fetch_bundle(
-    fs: Any,
-    bundle: Bundle,
-    *,
-    batch_size: int | None = None,
-    callback: Callback = DEFAULT_CALLBACK,
-    policy: RetryPolicy | None = None,
-) -> tuple[np.ndarray, WeightIndex]:
-    """Fetch every shard of *bundle* into one buffer.
-
-    Returns
-    -------
-    (numpy.ndarray, WeightIndex)
-        The uint8 buffer (groups back to back, shards in manifest order) and
-        the index of every weight within its group.
-    """
-    buffer = await fetch_all(fs, bundle, batch_size=batch_size, callback=callback, policy=policy)
-    return buffer, index_from_buffer(bundle, buffer)
 
 
 def _starts(bundle: Bundle) -> list[int]:
