@@ -53,6 +53,30 @@ class ModelArtifactsInfo:
         }
 
     @classmethod
+    def count(
+        cls,
+        model_topology: Any,
+        weight_specs: Sequence[WeightSpec],
+        weight_data_bytes: int,
+        date_saved: _dt.datetime | None = None,
+    ) -> ModelArtifactsInfo:
+        """Count as TF.js's ``getModelArtifactsInfoForJSON`` does.
+
+        Topology and weight-spec bytes are UTF-8 lengths of their
+        ``JSON.stringify``; *date_saved* defaults to now.
+        """
+        specs = [s.to_json() for s in weight_specs]
+        return cls(
+            date_saved=date_saved or _dt.datetime.now(_dt.UTC),
+            model_topology_type="JSON",
+            model_topology_bytes=(
+                len(dumps_compact(model_topology)) if model_topology is not None else 0
+            ),
+            weight_specs_bytes=len(dumps_compact(specs)) if specs else 0,
+            weight_data_bytes=weight_data_bytes,
+        )
+
+    @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> ModelArtifactsInfo:
         """Parse TF.js's stored form (``dateSaved`` ISO string or epoch ms)."""
         date = doc.get("dateSaved")
@@ -290,12 +314,6 @@ class ModelArtifacts:
 
     def info(self, date_saved: _dt.datetime | None = None) -> ModelArtifactsInfo:
         """The ``ModelArtifactsInfo`` TF.js would compute for these artifacts."""
-        topology = self.model_topology
-        specs = [s.to_json() for s in self.weight_specs]
-        return ModelArtifactsInfo(
-            date_saved=date_saved or _dt.datetime.now(_dt.UTC),
-            model_topology_type="JSON",
-            model_topology_bytes=len(dumps_compact(topology)) if topology is not None else 0,
-            weight_specs_bytes=len(dumps_compact(specs)) if self.weight_specs else 0,
-            weight_data_bytes=self.weight_data_bytes,
+        return ModelArtifactsInfo.count(
+            self.model_topology, self.weight_specs, self.weight_data_bytes, date_saved
         )

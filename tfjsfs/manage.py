@@ -44,7 +44,7 @@ from .errors import (
 )
 from .fetch import locate_model_json
 from .layouts import MODEL_JSON
-from .manifest import ModelJSON, check_shard_path, dumps_compact
+from .manifest import ModelJSON, check_shard_path
 from .paths import resolve
 from .transfer import copy_bundle, join, norm, open_source, same_location
 from .writer import DEFAULT_WRITE_CONCURRENCY, is_local
@@ -120,7 +120,6 @@ class BundleListing:
         doc = self.doc
         if doc is None:
             raise ManifestError(self.error or f"{self.json_path}: not read yet")
-        specs = [s.to_json() for s in doc.weight_specs]
         sizes = self.shard_sizes()
         data_bytes = 0
         folder = posixpath.dirname(self.json_path)
@@ -131,14 +130,8 @@ class BundleListing:
                 data_bytes += sum(listed)
             else:
                 data_bytes += doc.weights_manifest[g].expected_bytes or 0
-        return ModelArtifactsInfo(
-            date_saved=entry_time(self.entry),
-            model_topology_type="JSON",
-            model_topology_bytes=(
-                len(dumps_compact(doc.model_topology)) if doc.model_topology is not None else 0
-            ),
-            weight_specs_bytes=len(dumps_compact(specs)) if specs else 0,
-            weight_data_bytes=data_bytes,
+        return ModelArtifactsInfo.count(
+            doc.model_topology, doc.weight_specs, data_bytes, entry_time(self.entry)
         )
 
 
@@ -368,14 +361,8 @@ async def copy_model_async(
         raise TransferError(
             f"copying {source.json_path} to {target} failed: {type(exc).__name__}: {detail}"
         ) from exc
-    specs = [s.to_json() for s in outcome.doc.weight_specs]
-    topology = outcome.doc.model_topology
-    info = ModelArtifactsInfo(
-        date_saved=_dt.datetime.now(_dt.UTC),
-        model_topology_bytes=len(dumps_compact(topology)) if topology is not None else 0,
-        weight_specs_bytes=len(dumps_compact(specs)) if specs else 0,
-        weight_data_bytes=outcome.weight_bytes,
-    )
+    doc = outcome.doc
+    info = ModelArtifactsInfo.count(doc.model_topology, doc.weight_specs, outcome.weight_bytes)
     return SaveResult(info, url=outcome.json_path, files=outcome.files)
 
 

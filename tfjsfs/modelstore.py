@@ -31,7 +31,7 @@ from .concurrency import gather_bounded
 from .entries import modified_time, version_key
 from .errors import ManifestError, ModelNotFoundError, UnsafePathError
 from .layouts import DEFAULT_SHARD_SIZE, ShardPlan, plan_bundle
-from .manifest import ModelJSON, WeightGroup, check_shard_path, dumps_compact
+from .manifest import ModelJSON, WeightGroup, check_shard_path
 from .paths import resolve
 from .writer import is_local, write_bundle
 
@@ -212,14 +212,8 @@ class BundleSummary:
             if doc is None:
                 self._info = ModelArtifactsInfo(date)
             else:
-                specs = [s.to_json() for s in doc.weight_specs]
-                topo = doc.model_topology
-                self._info = ModelArtifactsInfo(
-                    date,
-                    "JSON",
-                    len(dumps_compact(topo)) if topo is not None else 0,
-                    len(dumps_compact(specs)) if specs else 0,
-                    self.weight_bytes,
+                self._info = ModelArtifactsInfo.count(
+                    doc.model_topology, doc.weight_specs, self.weight_bytes, date
                 )
         return self._info
 
