@@ -139,6 +139,9 @@ class Bundle:
         self.index: WeightIndex | None = None
         self._layout: list[GroupLayout] | bool | None = False
         self._text: bytes | None = None
+        #: model.json exactly as read (kept by ``open_bundle`` until the
+        #: manifest is released), so copies can reuse it without a second GET.
+        self.json_bytes: bytes | None = None
 
     def __repr__(self) -> str:
         return f"Bundle({self.json_path!r}, {sum(map(len, self.shard_paths))} shards)"
@@ -165,7 +168,7 @@ class Bundle:
     def release_manifest(self) -> None:
         """Drop model.json entirely, keeping only the fast layout (end of a load)."""
         if self.layout is not None:
-            self._text = self._raw = self._doc = None
+            self._text = self._raw = self._doc = self.json_bytes = None
 
     def compact(self, text: bytes) -> None:
         """Keep model.json as its *text* and drop the parsed objects until needed again.
@@ -460,6 +463,7 @@ async def open_bundle(
         else:  # the manifest is plain; check the other fields cheaply
             ModelJSON.parse({**raw, "weightsManifest": []}, json_path)
     bundle.shard_paths, bundle.shard_fs = await resolve_shards(fs, json_path, raw, options)
+    bundle.json_bytes = bytes(data)
     if not validate:
         bundle.compact(data)
     return bundle

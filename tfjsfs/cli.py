@@ -40,7 +40,7 @@ examples:
   tfjsfs ls --json gs://bucket/models/ | jq .    the same, for scripts
   tfjsfs info ./mnist                            layers, inputs, outputs, weights
   tfjsfs cat ./mnist dense/kernel                one tensor as text
-  tfjsfs cat ./mnist dense/kernel -o k.npy       ... or as a .npy file
+  tfjsfs cat ./mnist dense/kernel -O k.npy       ... or as a .npy file
   tfjsfs cp ./mnist s3://bucket/models/mnist     copy (streamed, verified)
   tfjsfs cp --quantize uint8 ./mnist ./mnist-q   copy and quantize on the way
   tfjsfs cp -r s3://a/models gs://b/models --scheduler tcp://127.0.0.1:8786
@@ -182,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
         "cat",
         cmd_cat,
         "print one tensor as text, or write it as .npy",
-        "examples:\n  tfjsfs cat ./m dense/kernel\n  tfjsfs cat ./m dense/kernel -o k.npy",
+        "examples:\n  tfjsfs cat ./m dense/kernel\n  tfjsfs cat ./m dense/kernel -O k.npy",
     )
     p.add_argument("url", help="model folder or model JSON")
     p.add_argument("weight", help="weight name, e.g. dense/kernel")

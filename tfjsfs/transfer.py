@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
-import json
 import math
 import posixpath
 import re
@@ -90,8 +89,8 @@ class SourceBundle:
     bundle : tfjsfs.fetch.Bundle
         The located bundle (shard paths, the filesystem of each shard).
     raw : bytes or None
-        model.json exactly as stored (None if it changed while being read:
-        the copy then gets a re-serialised one).
+        model.json exactly as read when the bundle was opened (None: the copy
+        gets a re-serialised one).
     sizes : list of list of int
         Every shard's size, per group.
     """
@@ -130,14 +129,8 @@ async def open_source(
     """
     policy = policy or RetryPolicy()
     bundle = await open_bundle(fs, path, allow_outside=allow_outside, policy=policy)
-    raw = await _retry(policy, bundle.json_path, lambda: bundle.fs._cat_file(bundle.json_path))
-    raw = bytes(raw)
-    try:
-        same = json.loads(raw) == bundle.raw
-    except ValueError:
-        same = False
     sizes = await shard_sizes(fs, bundle, policy=policy, guess=False)
-    source = SourceBundle(bundle, raw if same else None, sizes)
+    source = SourceBundle(bundle, bundle.json_bytes, sizes)
     index = WeightIndex(bundle.doc.weights_manifest, sizes, bundle.json_path)  # short groups
     if index.unresolved:  # string weights: walk their length prefixes, a group at a time
         reader = _Reader(source, DEFAULT_WRITE_CONCURRENCY, policy)

