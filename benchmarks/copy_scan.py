@@ -24,7 +24,7 @@ Scenarios
     untimed warm-up; every destination is a fresh prefix, checked afterwards (file
     count and total bytes equal the source's).
 ``scan``
-    ``tfjsfs.bulk.scan`` over N small bundles (1-3 shards each) in one S3 prefix, for
+    ``tfjsfs.model.bulk.scan`` over N small bundles (1-3 shards each) in one S3 prefix, for
     each N in ``--sizes``: wall time, time per bundle, and the growth exponent ``k`` of
     ``time ~ N^k`` between the smallest and largest N (1 = linear). On local threads;
     with ``--cluster`` also on a Dask ``LocalCluster`` of 2 worker processes. The scan
@@ -176,7 +176,7 @@ def bench_scan(s3: dict, *, sizes: list[int], repeats: int, cluster: bool) -> di
     """bulk.scan time for growing numbers of bundles (local threads, optionally Dask)."""
     import s3fs
 
-    from tfjsfs import bulk
+    from tfjsfs.model import bulk
 
     fs = s3fs.S3FileSystem(skip_instance_cache=True, **s3["fs_options"])
     modes = {"local threads": None}

@@ -248,7 +248,7 @@ def cat_fsspec(ctx):
 def tfjsfs_prepare(ctx, attr="load_weights"):
     """Import tfjsfs and check the API used here exists (raises if not)."""
     import tfjsfs
-    import tfjsfs.core  # the fsspec class behind tfjs+ URLs, imported untimed
+    import tfjsfs.fs.core  # the fsspec class behind tfjs+ URLs, imported untimed
 
     if not callable(getattr(tfjsfs, attr, None)):
         raise AttributeError(f"tfjsfs has no {attr}()")

@@ -127,7 +127,7 @@ MAX_GAP_FALLBACK = 64_000
 
 def _max_gap():
     try:
-        from tfjsfs.ranges import DEFAULT_MAX_GAP
+        from tfjsfs.io.ranges import DEFAULT_MAX_GAP
     except Exception:
         return MAX_GAP_FALLBACK
     return int(DEFAULT_MAX_GAP)

@@ -29,7 +29,7 @@ from aiohttp import web
 from peers._aioserver import ThreadedApp
 
 import tfjsfs
-from tfjsfs.server import STORE_KEY, create_app
+from tfjsfs.server.app import STORE_KEY, create_app
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TOPOLOGY = {
@@ -61,7 +61,7 @@ class ModelServer(ThreadedApp):
 
     @property
     def store(self):
-        """The server's :class:`tfjsfs.modelstore.ModelStore`."""
+        """The server's :class:`tfjsfs.server.modelstore.ModelStore`."""
         return self.app[STORE_KEY]
 
     def model_url(self, name: str, file: str | None = None) -> str:
@@ -155,8 +155,8 @@ def multipart_body(parts: Sequence[FormPart], boundary: str | None = None) -> tu
 
 
 def tfjs_parts(artifacts: tfjsfs.ModelArtifacts) -> list[FormPart]:
-    """The two parts TF.js sends for *artifacts* (built by tfjsfs.http)."""
-    from tfjsfs.http import upload_model_json
+    """The two parts TF.js sends for *artifacts* (built by tfjsfs.model.http)."""
+    from tfjsfs.model.http import upload_model_json
 
     return [
         FormPart("model.json", upload_model_json(artifacts), "model.json", "application/json"),
@@ -227,13 +227,13 @@ def raw_request(port: int, head: str, body: bytes = b"", timeout: float = 30) ->
 
 
 class ServerProcess:
-    """``python -m tfjsfs.server STORE --port 0`` in a subprocess.
+    """``python -m tfjsfs.server.app STORE --port 0`` in a subprocess.
 
     The base URL comes from the line the server prints once it listens.
     """
 
     def __init__(self, store: str, *args: str, env: Mapping[str, str] | None = None):
-        command = [sys.executable, "-m", "tfjsfs.server", store, "--port", "0", *args]
+        command = [sys.executable, "-m", "tfjsfs.server.app", store, "--port", "0", *args]
         self.proc = subprocess.Popen(
             command,
             cwd=REPO_ROOT,

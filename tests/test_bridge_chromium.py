@@ -35,8 +35,8 @@ from peers._aioserver import ThreadedApp
 
 import tfjsfs
 from tfjsfs import ModelArtifacts
-from tfjsfs import browser as tfbrowser
-from tfjsfs.server import create_app
+from tfjsfs.format import browser as tfbrowser
+from tfjsfs.server.app import create_app
 
 DRIVER = JS_DIR / "browser" / "driver.js"
 ARTIFACTS_DIR = REPO_ROOT / "test-artifacts"
@@ -208,7 +208,7 @@ window.tfjsfsModels = window.__tfjsfsModelsModule.exports;
 
 
 class BridgeServer(ThreadedApp):
-    """The model server (``tfjsfs.server.create_app``, bridge included) over an S3
+    """The model server (``tfjsfs.server.app.create_app``, bridge included) over an S3
     store, needing a bearer token for writes, plus the TF.js test page at
     ``/test/`` on the same origin.
 
@@ -360,7 +360,7 @@ def save_py(store, name: str, artifacts: ModelArtifacts, **options: Any) -> None
 
 
 def tfjs_artifacts(page: Page, model: str) -> tuple[ModelArtifacts, dict]:
-    """TF.js's own artifacts of a harness model, read through tfjsfs.browser."""
+    """TF.js's own artifacts of a harness model, read through tfjsfs.format.browser."""
     raw = page.eval("(n) => tfjsfsTest.artifacts(n)", model)
     record = {"modelArtifacts": {**raw, "weightData": base64.b64decode(raw["weightData_b64"])}}
     return tfbrowser.from_indexeddb(record, model), raw
@@ -503,7 +503,7 @@ def test_pull_store_bundle_into_both_browser_stores(browser, server, store, quan
         assert listed[target]["weightDataBytes"] == expected.weight_data_bytes
         assert listed[target]["weightSpecsBytes"] == expected.weight_specs_bytes
         assert listed[target]["modelTopologyBytes"] == expected.model_topology_bytes
-    # What the bridge wrote reads back through tfjsfs.browser as well.
+    # What the bridge wrote reads back through tfjsfs.format.browser as well.
     state = browser.storage_state(indexed_db=True)
     models = tfbrowser.read_storage_state(state, origin=server.url)
     for target in targets:

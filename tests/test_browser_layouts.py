@@ -1,4 +1,4 @@
-"""TF.js's browser storage layouts in Python (``tfjsfs.browser``) and the bridge's API.
+"""TF.js's browser storage layouts in Python (``tfjsfs.format.browser``) and the bridge's API.
 
 No browser here: the layouts are checked against TF.js's definitions
 (``local_storage.ts``, ``indexed_db.ts``) and round trips; the bridge's JSON
@@ -24,11 +24,11 @@ from aiohttp.test_utils import TestClient, TestServer
 
 import tfjsfs
 from tfjsfs import ModelArtifacts, ModelArtifactsInfo
-from tfjsfs import browser as tb
-from tfjsfs.bridge import BRIDGE_KEY, setup_bridge
 from tfjsfs.errors import FormatError, ModelNotFoundError, WeightDataError
-from tfjsfs.http import multipart_form
-from tfjsfs.modelstore import ModelStore
+from tfjsfs.format import browser as tb
+from tfjsfs.model.http import multipart_form
+from tfjsfs.server.bridge import BRIDGE_KEY, setup_bridge
+from tfjsfs.server.modelstore import ModelStore
 
 SAVED = dt.datetime(2026, 11, 21, 10, 30, 15, 123000, tzinfo=dt.UTC)
 #: A topology with non-ASCII text and floats that JS prints differently.
@@ -604,7 +604,7 @@ async def test_bridge_over_moto_s3(s3_server, s3_bucket):
 
 
 async def test_model_server_serves_the_bridge_under_its_own_rules():
-    from tfjsfs.server import STORE_KEY, create_app
+    from tfjsfs.server.app import STORE_KEY, create_app
 
     url = unique_root()
     app = create_app(url, token="w-token", allowed_origins=("http://127.0.0.1:9999",))

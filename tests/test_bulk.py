@@ -14,7 +14,8 @@ import pytest
 from manage_support import TOPOLOGY
 
 import tfjsfs
-from tfjsfs import ModelArtifacts, bulk
+from tfjsfs import ModelArtifacts
+from tfjsfs.model import bulk
 
 distributed = pytest.importorskip("distributed")
 

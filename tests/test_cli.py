@@ -421,8 +421,8 @@ def test_serve_token_flag_works_but_warns(tmp_path):
 
 
 def test_serve_and_the_server_module_share_one_option_set():
-    from tfjsfs.cli import build_parser as cli_parser
-    from tfjsfs.server import build_parser as module_parser
+    from tfjsfs.cli.main import build_parser as cli_parser
+    from tfjsfs.server.__main__ import build_parser as module_parser
 
     def flags(parser):
         return {s for a in parser._actions for s in a.option_strings}

@@ -9,7 +9,6 @@ import pytest
 from converter import load_converter
 
 from tfjsfs import ModelArtifacts, ModelJSON
-from tfjsfs.codec import decode_weight, encode_weight, quantization_plan, quantize
 from tfjsfs.errors import (
     FormatError,
     ManifestError,
@@ -18,7 +17,8 @@ from tfjsfs.errors import (
     UnsafePathError,
     WeightDataError,
 )
-from tfjsfs.manifest import WeightIndex, check_shard_path, dumps_compact, js_number
+from tfjsfs.format.codec import decode_weight, encode_weight, quantization_plan, quantize
+from tfjsfs.format.manifest import WeightIndex, check_shard_path, dumps_compact, js_number
 
 FULL_MODEL_JSON = {
     "modelTopology": {"class_name": "Sequential", "config": {"layers": []}},

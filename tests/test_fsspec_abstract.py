@@ -16,7 +16,7 @@ import fsspec
 import pytest
 from fsspec.tests import abstract
 
-from tfjsfs.core import TFJSFileSystem
+from tfjsfs.fs.core import TFJSFileSystem
 
 ABSTRACT = (
     abstract.AbstractCopyTests,

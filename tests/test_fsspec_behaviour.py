@@ -11,9 +11,9 @@ from fsspec.implementations.memory import MemoryFileSystem
 from tfjs_samples import SHARD_SIZE, sample_artifacts
 
 import tfjsfs
-from tfjsfs.core import TFJSFileSystem
 from tfjsfs.errors import BundleExistsError, ModelNotFoundError
-from tfjsfs.files import ReadOnlyError
+from tfjsfs.fs.core import TFJSFileSystem
+from tfjsfs.fs.files import ReadOnlyError
 
 pytest_plugins = ["tfjs_backends"]
 

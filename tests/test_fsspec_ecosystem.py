@@ -16,8 +16,8 @@ from tfjs_samples import sample_artifacts
 from upath import UPath
 
 import tfjsfs
-from tfjsfs.core import TFJSFileSystem
-from tfjsfs.upath import TFJSPath
+from tfjsfs.fs.core import TFJSFileSystem
+from tfjsfs.fs.upath import TFJSPath
 
 
 @pytest.fixture

@@ -13,10 +13,10 @@ from peers import netguard
 from tfjs_samples import SHARD_SIZE, TOPOLOGY, sample_artifacts
 
 import tfjsfs
-from tfjsfs.artifacts import ModelArtifacts
-from tfjsfs.core import TFJSFileSystem
 from tfjsfs.errors import ModelNotFoundError, TFJSError, UnsafePathError, WeightDataError
-from tfjsfs.files import ReadOnlyError
+from tfjsfs.format.artifacts import ModelArtifacts
+from tfjsfs.fs.core import TFJSFileSystem
+from tfjsfs.fs.files import ReadOnlyError
 
 
 class CountingMemory(MemoryFileSystem):

@@ -19,9 +19,9 @@ from fsspec.registry import known_implementations
 from tfjs_samples import sample_artifacts
 
 import tfjsfs
-from tfjsfs.core import TFJSFileSystem
-from tfjsfs.paths import MissingProtocolError
-from tfjsfs.registry import alias_name, alias_protocol
+from tfjsfs.errors import MissingProtocolError
+from tfjsfs.fs.core import TFJSFileSystem
+from tfjsfs.fs.registry import alias_name, alias_protocol
 
 
 @pytest.fixture
@@ -150,7 +150,7 @@ class TestRegister:
         try:
             assert tfjsfs.register(["tfjstestmem"]) == ["tfjs+tfjstestmem"]
             known = known_implementations["tfjs+tfjstestmem"]
-            assert known["class"] == "tfjsfs.core.TFJSFileSystem_tfjstestmem"
+            assert known["class"] == "tfjsfs.fs.core.TFJSFileSystem_tfjstestmem"
             assert tfjsfs.register(["tfjstestmem"]) == []  # already there: kept
             tfjsfs.save_model(sample_artifacts(2), "memory://tfjsfs-reg/m")
             url = "simplecache::tfjs+tfjstestmem://tfjsfs-reg/m/model.json"  # needs P3

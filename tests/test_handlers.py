@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import tfjsfs
-from tfjsfs import api
 from tfjsfs.errors import HandlerNotFoundError
+from tfjsfs.model import api
 
 
 class DictStore:

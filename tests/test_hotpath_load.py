@@ -13,10 +13,10 @@ from fsspec.callbacks import Callback
 from hotpath_models import assert_same, numeric_weights, save, shard_bytes
 
 import tfjsfs
-from tfjsfs.bundle import open_bundle
 from tfjsfs.errors import ShardMissingError, WeightDataError
-from tfjsfs.fetch import fetch_weight_bytes, load_index
-from tfjsfs.paths import resolve
+from tfjsfs.io.bundle import open_bundle
+from tfjsfs.io.fetch import fetch_weight_bytes, load_index
+from tfjsfs.io.resolve import resolve
 
 
 class Counting(Callback):
@@ -182,7 +182,7 @@ def test_server_ignoring_range_is_detected_and_values_stay_right(tmp_path, http_
     expected = save(tmp_path, shard_size=3000)
     server = http_server(tmp_path, ignore_range=True)
     url = server.url_for("m/model.json")
-    with caplog.at_level("WARNING", logger="tfjsfs.fetch"):
+    with caplog.at_level("WARNING", logger="tfjsfs.io.fetch"):
         got = tfjsfs.load_weights(url, names=["tail", "dense/bias"])
     assert np.array_equal(got["tail"], expected["tail"])
     assert np.array_equal(got["dense/bias"], expected["dense/bias"])
@@ -428,8 +428,8 @@ def test_fast_manifest_path_agrees_with_the_validating_one(tmp_path):
 
 
 def test_loads_without_orjson(tmp_path, monkeypatch):
-    import tfjsfs.bundle
+    import tfjsfs.io.bundle
 
     expected = save(tmp_path, shard_size=3000)
-    monkeypatch.setattr(tfjsfs.bundle, "orjson", None)
+    monkeypatch.setattr(tfjsfs.io.bundle, "orjson", None)
     assert_same(tfjsfs.load_weights(tmp_path / "m"), expected)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tfjsfs.ranges import Block, Piece, Sink, plan_blocks
+from tfjsfs.io.ranges import Block, Piece, Sink, plan_blocks
 
 
 def dests(*sizes):

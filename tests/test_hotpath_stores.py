@@ -41,7 +41,7 @@ def test_whole_partial_lazy_and_streamed_loads(store):
 def test_partial_load_asks_for_byte_ranges(store, monkeypatch):
     """The backend is asked for the weights' ranges only (one _cat_ranges call)."""
     url, options, expected = store
-    from tfjsfs.paths import resolve
+    from tfjsfs.io.resolve import resolve
 
     fs, _ = resolve(url, **options)
     calls = []
@@ -64,9 +64,9 @@ def test_whole_load_holds_a_bounded_number_of_shards_in_transit(s3_server, s3_bu
     asked for at once (moto runs in this process, so memory is counted by requests)."""
     from fsspec.asyn import sync
 
-    from tfjsfs.bundle import open_bundle
-    from tfjsfs.fetch import arrays_from_buffer, fetch_all
-    from tfjsfs.paths import resolve
+    from tfjsfs.io.bundle import open_bundle
+    from tfjsfs.io.fetch import arrays_from_buffer, fetch_all
+    from tfjsfs.io.resolve import resolve
 
     rng = np.random.default_rng(11)
     weights = {f"w{i}": rng.normal(size=(256, 256)).astype(np.float32) for i in range(48)}

@@ -18,8 +18,8 @@ from serverkit import make_artifacts
 
 import tfjsfs
 from tfjsfs.errors import TransferError
-from tfjsfs.http import HTTPRequest, browser_http_request, upload_model_json
-from tfjsfs.manifest import ModelJSON
+from tfjsfs.format.manifest import ModelJSON
+from tfjsfs.model.http import HTTPRequest, browser_http_request, upload_model_json
 
 PART_LAYOUT = [
     ("model.json", "model.json", "application/json"),

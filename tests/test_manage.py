@@ -34,7 +34,7 @@ from tfjsfs.errors import (
     ShardMissingError,
     WeightDataError,
 )
-from tfjsfs.manage import remove_model_files
+from tfjsfs.model.manage import remove_model_files
 
 STORES = ["memory", "file", "s3", "gcs"]
 SHARD = 300  # small shards: every sample bundle has several
@@ -162,7 +162,7 @@ def test_list_models_one_listing_on_s3(store_factory):
     for i in range(30):
         store.save(art, f"m{i:02d}", shard_size=SHARD)
     calls = []
-    fs, _ = tfjsfs.paths.resolve(store.base, **store.options)
+    fs, _ = tfjsfs.io.resolve.resolve(store.base, **store.options)
     fs.s3  # noqa: B018 - make sure the client exists
     original = fs._call_s3
 

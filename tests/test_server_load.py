@@ -25,7 +25,7 @@ from serverkit import (
 
 import tfjsfs
 from tfjsfs.errors import ShardMissingError
-from tfjsfs.http import upload_model_json
+from tfjsfs.model.http import upload_model_json
 
 CONCURRENCY = 32
 

@@ -12,7 +12,7 @@ from nodejs import NodeScriptError, requires_node, run_node, weights_by_name
 
 import tfjsfs
 from tfjsfs import ModelArtifacts
-from tfjsfs.verify import Problem, check_manifest, errors, verify_model
+from tfjsfs.model.verify import Problem, check_manifest, errors, verify_model
 
 SHARD = 300
 

@@ -20,7 +20,7 @@ import fsspec
 import pytest
 
 import tfjsfs
-from tfjsfs.artifacts import ModelArtifacts
+from tfjsfs.format.artifacts import ModelArtifacts
 
 BACKENDS = ["memory", "file", "s3", "gs", "http", "https"]
 WRITABLE = ["memory", "file", "s3", "gs"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tfjsfs.artifacts import ModelArtifacts
+from tfjsfs.format.artifacts import ModelArtifacts
 
 TOPOLOGY = {"class_name": "Sequential", "config": {"name": "test", "layers": []}}
 

@@ -1,5 +1,5 @@
-"""``python -m tfjsfs``: the command line (see :mod:`tfjsfs.cli`)."""
+"""``python -m tfjsfs``: the command line (see :mod:`tfjsfs.cli.main`)."""
 
-from .cli import main
+from .cli.main import main
 
 raise SystemExit(main())

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 __all__ = [
     "BundleExistsError",
+    "CLIError",
     "FormatError",
     "HandlerNotFoundError",
     "ManifestError",
@@ -22,8 +23,11 @@ __all__ = [
     "QuantizationError",
     "ReadOnlyError",
     "ShardMissingError",
+    "SizeMismatch",
     "TFJSError",
     "TransferError",
+    "Transient",
+    "Truncated",
     "UnsafePathError",
     "UploadError",
     "UploadTooLargeError",
@@ -109,3 +113,48 @@ class UploadTooLargeError(UploadError):
 
     def __reduce__(self):
         return type(self), (str(self), self.limit, self.received)
+
+
+class SizeMismatch(WeightDataError):
+    """A shard's size is not what the plan assumed.
+
+    Attributes
+    ----------
+    path : str
+    expected, actual : int or None
+    """
+
+    def __init__(self, message: str, path: str, expected: int | None, actual: int | None):
+        super().__init__(message)
+        self.path = path
+        self.expected = expected
+        self.actual = actual
+
+    def __reduce__(self):
+        return type(self), (str(self), self.path, self.expected, self.actual)
+
+
+class Transient(TransferError):
+    """A failure worth retrying (a 5xx status, a reset, a short body)."""
+
+
+class Truncated(Transient):
+    """A body ended before all its bytes arrived.
+
+    Attributes
+    ----------
+    expected, received : int
+        Byte counts of the request.
+    """
+
+    def __init__(self, message: str, expected: int, received: int):
+        super().__init__(message)
+        self.expected = expected
+        self.received = received
+
+    def __reduce__(self):
+        return type(self), (str(self), self.expected, self.received)
+
+
+class CLIError(TFJSError, ValueError):
+    """A command-line argument or option that makes no sense (a one-line message)."""

@@ -1,0 +1,142 @@
+"""File layouts of TF.js bundles: which files a save writes, and where a load looks.
+
+=============  ==========================  ===================================
+layout         model JSON                  weight files
+=============  ==========================  ===================================
+``converter``  ``model.json``              ``group{g}-shard{i}of{n}.bin``, cut
+                                           blindly every ``shard_size`` bytes
+``tfjs-node``  ``model.json``              ``weights.bin`` (one group)
+``downloads``  ``<name>.json``             ``./<name>.weights.bin``
+``upload``     ``model.json``              ``./model.weights.bin`` (what
+                                           ``model.save('http://…')`` posts)
+=============  ==========================  ===================================
+
+Loading accepts all of these, legacy shard names without ``.bin`` included,
+addressed either by the model folder or by its JSON file of any name.
+"""
+
+from __future__ import annotations
+
+import math
+import posixpath
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ..errors import FormatError
+from .artifacts import ModelArtifacts
+from .manifest import WeightGroup
+
+__all__ = [
+    "DEFAULT_SHARD_SIZE",
+    "LAYOUTS",
+    "BundlePlan",
+    "ShardPlan",
+    "plan_bundle",
+    "shard_name",
+]
+
+DEFAULT_SHARD_SIZE = 4 * 1024 * 1024
+LAYOUTS = ("converter", "tfjs-node", "downloads", "upload")
+MODEL_JSON = "model.json"
+
+
+@dataclass(frozen=True)
+class ShardPlan:
+    """One weight file to write: its manifest path and its byte range in ``weight_data``."""
+
+    path: str
+    group: int
+    start: int
+    end: int
+
+    @property
+    def file_name(self) -> str:
+        """The path without a leading ``./``."""
+        return self.path[2:] if self.path.startswith("./") else self.path
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes in the file."""
+        return self.end - self.start
+
+
+@dataclass(frozen=True)
+class BundlePlan:
+    """Every file of a bundle: shards (in write order) and the model JSON name."""
+
+    json_name: str
+    groups: tuple[WeightGroup, ...]
+    shards: tuple[ShardPlan, ...]
+
+
+def shard_name(group: int, index: int, count: int) -> str:
+    """The converter's shard name, 1-based: ``group1-shard1of2.bin``."""
+    return f"group{group + 1}-shard{index + 1}of{count}.bin"
+
+
+def _check_shard_size(shard_size: int) -> int:
+    if isinstance(shard_size, bool) or not isinstance(shard_size, int):
+        raise FormatError(f"shard_size must be an integer, got {shard_size!r}")
+    if shard_size <= 0:
+        raise FormatError(f"shard_size must be greater than 0, got {shard_size}")
+    return shard_size
+
+
+def plan_bundle(
+    artifacts: ModelArtifacts,
+    layout: str = "converter",
+    *,
+    shard_size: int = DEFAULT_SHARD_SIZE,
+    name: str = "model",
+) -> BundlePlan:
+    """Plan the files of *artifacts* saved in *layout*.
+
+    Parameters
+    ----------
+    artifacts : ModelArtifacts
+    layout : {"converter", "tfjs-node", "downloads", "upload"}
+    shard_size : int
+        Bytes per shard for the converter layout (blind cuts).
+    name : str
+        File name prefix for the downloads layout.
+    """
+    if layout not in LAYOUTS:
+        raise FormatError(f"unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
+    offsets = artifacts.weight_offsets()
+    specs = artifacts.weight_specs
+    total = offsets[-1][1] if offsets else 0
+    if layout != "converter":
+        path = {
+            "tfjs-node": "weights.bin",
+            "downloads": f"./{name}.weights.bin",
+            "upload": "./model.weights.bin",
+        }[layout]
+        json_name = f"{name}.json" if layout == "downloads" else MODEL_JSON
+        paths = (path,) if specs else ()
+        shards = (ShardPlan(path, 0, 0, total),) if specs else ()
+        return BundlePlan(json_name, (WeightGroup(paths, tuple(specs)),), shards)
+    _check_shard_size(shard_size)
+    groups, shards = [], []
+    for g, (first, last) in enumerate(artifacts.group_slices()):
+        start = offsets[first][0] if last > first else 0
+        end = offsets[last - 1][1] if last > first else 0
+        count = math.ceil((end - start) / shard_size)
+        paths = []
+        for i in range(count):
+            path = shard_name(g, i, count)
+            cut = start + i * shard_size
+            shards.append(ShardPlan(path, g, cut, min(end, cut + shard_size)))
+            paths.append(path)
+        groups.append(WeightGroup(tuple(paths), tuple(specs[first:last])))
+    return BundlePlan(MODEL_JSON, tuple(groups), tuple(shards))
+
+
+def json_candidates(names: Sequence[str]) -> list[str]:
+    """Which files in a folder listing may be a bundle's model JSON, best first.
+
+    ``model.json`` wins; otherwise any ``*.json`` (a downloads-layout bundle).
+    """
+    base = {posixpath.basename(n.rstrip("/")): n for n in names}
+    if MODEL_JSON in base:
+        return [base[MODEL_JSON]]
+    return sorted(n for b, n in base.items() if b.endswith(".json"))

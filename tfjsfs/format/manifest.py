@@ -1,0 +1,641 @@
+"""model.json: parsing, validation, serialisation and the weight index.
+
+Nothing here does I/O. A manifest is untrusted input: every field is checked
+before anything is sized or allocated from it, and every error names the file
+and the weight.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import math
+import posixpath
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import ManifestError, QuantizationError, UnsafePathError, WeightDataError
+
+__all__ = [
+    "DTYPE_SIZES",
+    "QUANTIZED_SIZES",
+    "ModelJSON",
+    "Quantization",
+    "WeightGroup",
+    "WeightIndex",
+    "WeightSpec",
+    "dumps_compact",
+    "parse_json",
+]
+
+#: bytes per element of each logical dtype (``string`` is variable).
+DTYPE_SIZES = {"float32": 4, "int32": 4, "bool": 1, "complex64": 8}
+#: bytes per element of each quantized storage dtype.
+QUANTIZED_SIZES = {"uint8": 1, "uint16": 2, "float16": 2}
+DTYPES = (*DTYPE_SIZES, "string")
+
+# model.json keys in the order TF.js's getModelJSONForModelArtifacts writes them.
+_KEYS = (
+    ("modelTopology", "model_topology"),
+    ("format", "format"),
+    ("generatedBy", "generated_by"),
+    ("convertedBy", "converted_by"),
+    ("weightsManifest", "weights_manifest"),
+    ("signature", "signature"),
+    ("userDefinedMetadata", "user_defined_metadata"),
+    ("modelInitializer", "model_initializer"),
+    ("initializerSignature", "initializer_signature"),
+    ("trainingConfig", "training_config"),
+)
+_OBJECT_KEYS = {
+    "signature",
+    "userDefinedMetadata",
+    "modelInitializer",
+    "initializerSignature",
+    "trainingConfig",
+}
+
+
+def js_number(value: float) -> str:
+    """Format a float as JavaScript's ``Number.prototype.toString`` does."""
+    if not math.isfinite(value):
+        return "null"  # JSON.stringify turns NaN and infinities into null
+    if value == 0:
+        return "0"
+    text = repr(abs(value))
+    mantissa, _, exp = text.partition("e")
+    point = mantissa.find(".")
+    digits = mantissa.replace(".", "")
+    n = (point if point >= 0 else len(mantissa)) + int(exp or 0)
+    stripped = digits.lstrip("0")
+    n -= len(digits) - len(stripped)
+    digits = stripped.rstrip("0") or "0"
+    k = len(digits)
+    sign = "-" if value < 0 else ""
+    if k <= n <= 21:
+        return sign + digits + "0" * (n - k)
+    if 0 < n <= 21:
+        return sign + digits[:n] + "." + digits[n:]
+    if -6 < n <= 0:
+        return sign + "0." + "0" * -n + digits
+    e = n - 1
+    head = digits[0] + ("." + digits[1:] if k > 1 else "")
+    return f"{sign}{head}e{'+' if e > 0 else '-'}{abs(e)}"
+
+
+def _stringify(value: Any, out: list[str]) -> None:
+    if isinstance(value, str):
+        out.append(json.dumps(value, ensure_ascii=False))
+    elif value is None or value is True or value is False:
+        out.append({None: "null", True: "true", False: "false"}[value])
+    elif isinstance(value, int):
+        out.append(str(value))
+    elif isinstance(value, float):
+        out.append(js_number(value))
+    elif isinstance(value, Mapping):
+        out.append("{")
+        for i, (key, item) in enumerate(value.items()):
+            if i:
+                out.append(",")
+            out.append(json.dumps(str(key), ensure_ascii=False))
+            out.append(":")
+            _stringify(item, out)
+        out.append("}")
+    elif isinstance(value, (list, tuple)):
+        out.append("[")
+        for i, item in enumerate(value):
+            if i:
+                out.append(",")
+            _stringify(item, out)
+        out.append("]")
+    else:
+        raise TypeError(f"cannot serialise {type(value).__name__} as JSON")
+
+
+def dumps_compact(value: Any) -> bytes:
+    """Serialise exactly like ``JSON.stringify``: compact, JS number format, UTF-8."""
+    out: list[str] = []
+    _stringify(value, out)
+    return "".join(out).encode()
+
+
+def parse_json(data: bytes | str, source: str) -> Any:
+    """Parse JSON text, raising :class:`ManifestError` that names *source*."""
+    try:
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            data = bytes(data).decode("utf-8")
+        return json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ManifestError(f"{source}: not valid JSON ({exc})") from None
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+@dataclass(frozen=True)
+class Quantization:
+    """A weight's ``quantization`` entry.
+
+    Parameters
+    ----------
+    dtype : {"uint8", "uint16", "float16"}
+        Storage dtype of the quantized values.
+    scale, min : float, optional
+        Affine parameters (required for ``uint8``/``uint16``).
+    original_dtype : str, optional
+        Written by the Python converter; ignored by TF.js.
+    extra : dict
+        Unknown keys, kept for round trips.
+    """
+
+    dtype: str
+    scale: float | None = None
+    min: float | None = None
+    original_dtype: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def itemsize(self) -> int:
+        """Bytes per stored element."""
+        return QUANTIZED_SIZES[self.dtype]
+
+    def to_json(self) -> dict[str, Any]:
+        """The manifest form, in the converter's key order."""
+        out: dict[str, Any] = {"dtype": self.dtype}
+        if self.min is not None:
+            out["min"] = self.min
+        if self.scale is not None:
+            out["scale"] = self.scale
+        if self.original_dtype is not None:
+            out["original_dtype"] = self.original_dtype
+        out.update(self.extra)
+        return out
+
+
+@dataclass(frozen=True)
+class WeightSpec:
+    """One ``weightsManifest[*].weights[*]`` entry (TF.js ``WeightsManifestEntry``).
+
+    Parameters
+    ----------
+    name : str
+        Unique weight name, e.g. ``"dense_1/kernel"``.
+    shape : tuple of int
+        Tensor shape; ``()`` is a scalar.
+    dtype : str
+        Logical dtype after dequantization.
+    group : str, optional
+        TF.js ``WeightGroup`` (``"model"`` or ``"optimizer"``).
+    quantization : Quantization, optional
+    extra : dict
+        Unknown keys, kept for round trips.
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    group: str | None = None
+    quantization: Quantization | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def size(self) -> int:
+        """Number of elements."""
+        return math.prod(self.shape)
+
+    @property
+    def stored_itemsize(self) -> int | None:
+        """Bytes per stored element, or None for strings."""
+        if self.quantization is not None:
+            return self.quantization.itemsize
+        return DTYPE_SIZES.get(self.dtype)
+
+    @property
+    def byte_length(self) -> int | None:
+        """Stored bytes, or None for a non-empty string tensor (variable)."""
+        if self.dtype == "string":
+            return 0 if self.size == 0 else None
+        return self.size * self.stored_itemsize
+
+    def to_json(self) -> dict[str, Any]:
+        """The manifest form."""
+        out: dict[str, Any] = {
+            "name": self.name,
+            "shape": list(self.shape),
+            "dtype": self.dtype,
+        }
+        if self.group is not None:
+            out["group"] = self.group
+        if self.quantization is not None:
+            out["quantization"] = self.quantization.to_json()
+        out.update(self.extra)
+        return out
+
+    @classmethod
+    def from_json(cls, entry: Any, source: str, where: str) -> WeightSpec:
+        """Validate one manifest entry; *where* locates it in the file."""
+        if not isinstance(entry, dict):
+            raise ManifestError(f"{source}: {where} is not an object")
+        name = entry.get("name")
+        if not isinstance(name, str) or not name:
+            raise ManifestError(f"{source}: {where} has no string 'name'")
+        label = f"{source}: weight {name!r}"
+        shape = entry.get("shape")
+        if not isinstance(shape, list) or not all(_is_int(d) for d in shape):
+            raise ManifestError(f"{label}: shape must be a list of integers, got {shape!r}")
+        if any(d < 0 for d in shape):
+            raise ManifestError(f"{label}: negative dimension in shape {shape}")
+        dtype = entry.get("dtype")
+        if dtype not in DTYPES:
+            raise ManifestError(
+                f"{label}: unknown dtype {dtype!r}; TF.js supports {', '.join(DTYPES)}"
+            )
+        group = entry.get("group")
+        if group is not None and not isinstance(group, str):
+            raise ManifestError(f"{label}: 'group' must be a string")
+        quant = entry.get("quantization")
+        quantization = None
+        if quant is not None:
+            quantization = _parse_quantization(quant, label, dtype)
+        known = {"name", "shape", "dtype", "group", "quantization"}
+        extra = {k: v for k, v in entry.items() if k not in known}
+        return cls(name, tuple(shape), dtype, group, quantization, extra)
+
+
+def _parse_quantization(quant: Any, label: str, dtype: str) -> Quantization:
+    if not isinstance(quant, dict):
+        raise QuantizationError(f"{label}: 'quantization' must be an object")
+    qdtype = quant.get("dtype")
+    if qdtype not in QUANTIZED_SIZES:
+        raise QuantizationError(
+            f"{label}: unknown quantization dtype {qdtype!r}; "
+            "supported: 'uint8', 'uint16', 'float16'"
+        )
+    scale, minimum = quant.get("scale"), quant.get("min")
+    if qdtype == "float16":
+        if dtype != "float32":
+            raise QuantizationError(
+                f"{label}: float16 quantization only supports float32, not {dtype}"
+            )
+    else:
+        if dtype not in ("float32", "int32"):
+            raise QuantizationError(
+                f"{label}: {qdtype} quantization of a {dtype} weight is unsupported"
+            )
+        if scale is None or minimum is None:
+            raise QuantizationError(f"{label}: quantization {qdtype} needs both 'min' and 'scale'")
+        if not (_is_number(scale) and _is_number(minimum)):
+            raise QuantizationError(
+                f"{label}: quantization 'min'/'scale' must be finite numbers, "
+                f"got min={minimum!r} scale={scale!r}"
+            )
+    original = quant.get("original_dtype")
+    known = {"dtype", "scale", "min", "original_dtype"}
+    extra = {k: v for k, v in quant.items() if k not in known}
+    return Quantization(qdtype, scale, minimum, original, extra)
+
+
+def stored_bytes(specs: Iterable[WeightSpec]) -> int | None:
+    """Total stored bytes of *specs*, or None when a string tensor makes it variable."""
+    total = 0
+    for spec in specs:
+        if spec.byte_length is None:
+            return None
+        total += spec.byte_length
+    return total
+
+
+#: model.json's optional metadata fields, shared by ModelJSON and ModelArtifacts.
+METADATA_FIELDS = (
+    "format",
+    "generated_by",
+    "converted_by",
+    "signature",
+    "user_defined_metadata",
+    "model_initializer",
+    "initializer_signature",
+    "training_config",
+)
+
+
+@dataclass(frozen=True)
+class WeightGroup:
+    """One ``weightsManifest`` group: ordered shard paths and the weights in them."""
+
+    paths: tuple[str, ...]
+    weights: tuple[WeightSpec, ...]
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def expected_bytes(self) -> int | None:
+        """Total stored bytes, or None when a string tensor makes it variable."""
+        return stored_bytes(self.weights)
+
+    def to_json(self) -> dict[str, Any]:
+        """The manifest form."""
+        out = {
+            "paths": list(self.paths),
+            "weights": [w.to_json() for w in self.weights],
+        }
+        out.update(self.extra)
+        return out
+
+
+def parse_weights_manifest(manifest: Any, source: str) -> tuple[WeightGroup, ...]:
+    """Validate a ``weightsManifest`` list (also the legacy weights_manifest.json)."""
+    if not isinstance(manifest, list):
+        raise ManifestError(
+            f"{source}: 'weightsManifest' must be a list of groups, got {type(manifest).__name__}"
+        )
+    groups = []
+    seen: dict[str, int] = {}
+    for g, group in enumerate(manifest):
+        where = f"weightsManifest[{g}]"
+        if not isinstance(group, dict):
+            raise ManifestError(f"{source}: {where} is not an object")
+        paths = group.get("paths")
+        if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
+            raise ManifestError(f"{source}: {where}.paths must be a list of strings")
+        weights = group.get("weights", [])
+        if not isinstance(weights, list):
+            raise ManifestError(f"{source}: {where}.weights must be a list")
+        specs = []
+        for w, entry in enumerate(weights):
+            spec = WeightSpec.from_json(entry, source, f"{where}.weights[{w}]")
+            if spec.name in seen:
+                raise ManifestError(
+                    f"{source}: duplicate weight name {spec.name!r} "
+                    f"(groups {seen[spec.name] + 1} and {g + 1})"
+                )
+            seen[spec.name] = g
+            specs.append(spec)
+        if specs and not paths and any(s.byte_length != 0 for s in specs):
+            raise ManifestError(f"{source}: {where} has weights but no shard paths")
+        extra = {k: v for k, v in group.items() if k not in ("paths", "weights")}
+        groups.append(WeightGroup(tuple(paths), tuple(specs), extra))
+    return tuple(groups)
+
+
+_MISSING = object()
+
+
+@dataclass
+class ModelJSON:
+    """A parsed model.json (TF.js ``ModelJSON``), unknown keys included.
+
+    Keys present with a JSON ``null`` stay ``null`` on a round trip; absent
+    keys stay absent.
+    """
+
+    model_topology: Any = None
+    weights_manifest: tuple[WeightGroup, ...] = ()
+    format: str | None = None
+    generated_by: str | None = None
+    converted_by: str | None = None
+    signature: dict | None = None
+    user_defined_metadata: dict | None = None
+    model_initializer: dict | None = None
+    initializer_signature: dict | None = None
+    training_config: dict | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    null_keys: frozenset[str] = frozenset()
+
+    @classmethod
+    def parse(
+        cls,
+        data: bytes | str | Mapping[str, Any],
+        source: str = "model.json",
+        *,
+        require_topology: bool = True,
+    ) -> ModelJSON:
+        """Parse and validate model.json text or an already decoded object.
+
+        Raises
+        ------
+        ManifestError
+            For bad JSON, a non-object document, a missing ``weightsManifest``
+            (or ``modelTopology`` when *require_topology*), or a bad entry.
+        """
+        doc = data if isinstance(data, Mapping) else parse_json(data, source)
+        if not isinstance(doc, Mapping):
+            raise ManifestError(
+                f"{source}: model.json must be a JSON object, got {type(doc).__name__}"
+            )
+        if "weightsManifest" not in doc:
+            raise ManifestError(f"{source}: the 'weightsManifest' field is missing")
+        if require_topology and "modelTopology" not in doc:
+            raise ManifestError(f"{source}: the 'modelTopology' field is missing")
+        values: dict[str, Any] = {}
+        nulls = set()
+        for key, attr in _KEYS:
+            value = doc.get(key)
+            if key in doc and value is None:
+                nulls.add(key)
+            if key == "weightsManifest":
+                value = parse_weights_manifest(value, source)
+            elif key in ("format", "generatedBy", "convertedBy"):
+                if value is not None and not isinstance(value, str):
+                    raise ManifestError(f"{source}: '{key}' must be a string")
+            elif key in _OBJECT_KEYS and value is not None and not isinstance(value, dict):
+                raise ManifestError(f"{source}: '{key}' must be a JSON object")
+            values[attr] = value
+        known = {k for k, _ in _KEYS}
+        extra = {k: v for k, v in doc.items() if k not in known}
+        return cls(**values, extra=extra, null_keys=frozenset(nulls))
+
+    def to_json(self) -> dict[str, Any]:
+        """The model.json object, keys in TF.js's order, unknown keys last."""
+        out: dict[str, Any] = {}
+        for key, attr in _KEYS:
+            value = getattr(self, attr)
+            if key == "weightsManifest":
+                out[key] = [g.to_json() for g in value]
+            elif value is not None or key in self.null_keys:
+                out[key] = value
+        out.update(self.extra)
+        return out
+
+    def dumps(self) -> bytes:
+        """model.json bytes, compact as TF.js writes them."""
+        return dumps_compact(self.to_json())
+
+    @property
+    def weight_specs(self) -> list[WeightSpec]:
+        """All groups' weights, flattened in manifest order (TF.js ``weightSpecs``)."""
+        return [w for g in self.weights_manifest for w in g.weights]
+
+
+def check_shard_path(path: str, source: str, *, allow_outside: bool = False) -> str:
+    """Normalise a manifest shard path relative to model.json's folder.
+
+    ``./x`` and ``x`` are the same. Absolute paths, ``..`` escapes and URLs
+    with a scheme are refused unless *allow_outside*.
+    """
+
+    if not path:
+        raise ManifestError(f"{source}: empty shard path in weightsManifest")
+    if "://" in path or path.startswith("//"):
+        if allow_outside:
+            return path
+        raise UnsafePathError(
+            f"{source}: shard path {path!r} names another location; "
+            "pass allow_outside=True to follow it"
+        )
+    bare = path.split("?", 1)[0].split("#", 1)[0]
+    normal = posixpath.normpath(bare)
+    if posixpath.isabs(bare) or normal == ".." or normal.startswith("../"):
+        if allow_outside:
+            return path
+        raise UnsafePathError(
+            f"{source}: shard path {path!r} escapes the model folder; "
+            "pass allow_outside=True to follow it"
+        )
+    return path[2:] if path.startswith("./") else path
+
+
+@dataclass(frozen=True)
+class WeightLocation:
+    """Where one weight's bytes live.
+
+    ``start``/``end`` are offsets within the group's byte stream; ``segments``
+    are ``(shard_index, start, end)`` triples within the group's shards.
+    """
+
+    spec: WeightSpec
+    group: int
+    start: int
+    end: int
+    segments: tuple[tuple[int, int, int], ...]
+
+    @property
+    def nbytes(self) -> int:
+        """Stored byte count."""
+        return self.end - self.start
+
+
+class WeightIndex:
+    """Each weight's byte segments across shards, per group.
+
+    Built from the manifest and the actual shard sizes. String tensors have a
+    variable length: pass their byte lengths in *string_lengths* (found by
+    walking their length prefixes, :func:`tfjsfs.format.codec.string_byte_length`);
+    a weight after an unresolved string has no location yet.
+
+    Parameters
+    ----------
+    groups : sequence of WeightGroup
+    shard_sizes : sequence of sequence of int
+        Actual byte size of every shard, per group.
+    source : str
+        The model.json name, for messages.
+    string_lengths : mapping, optional
+        Byte length of string weights, by name.
+
+    Raises
+    ------
+    WeightDataError
+        When a group's shards hold fewer bytes than its weights need; the
+        message names the first weight that overruns, the shard and the counts.
+    """
+
+    def __init__(
+        self,
+        groups: Sequence[WeightGroup],
+        shard_sizes: Sequence[Sequence[int]],
+        source: str = "model.json",
+        string_lengths: Mapping[str, int] | None = None,
+    ):
+        if len(groups) != len(shard_sizes):
+            raise ValueError("one list of shard sizes per group is needed")
+        self.groups = tuple(groups)
+        self.shard_sizes = tuple(tuple(s) for s in shard_sizes)
+        self.source = source
+        self.locations: dict[str, WeightLocation] = {}
+        self.unresolved: list[str] = []
+        self.trailing: list[tuple[int, int]] = []  # (group, extra bytes)
+        lengths = dict(string_lengths or {})
+        for g, group in enumerate(self.groups):
+            self._index_group(g, group, lengths)
+
+    def _index_group(self, g: int, group: WeightGroup, lengths: dict) -> None:
+        sizes = self.shard_sizes[g]
+        if len(sizes) != len(group.paths):
+            raise ValueError(f"group {g + 1}: {len(group.paths)} paths, {len(sizes)} sizes")
+        bounds = [0]
+        for size in sizes:
+            bounds.append(bounds[-1] + size)
+        total = bounds[-1]
+        offset = 0
+        for n, spec in enumerate(group.weights):
+            nbytes = spec.byte_length
+            if nbytes is None:
+                nbytes = lengths.get(spec.name)
+            if nbytes is None:
+                self.unresolved.extend(w.name for w in group.weights[n:])
+                return
+            end = offset + nbytes
+            if end > total:
+                raise self._short_group_error(g, group, spec, offset, end, total)
+            segments = _segments(bounds, offset, end)
+            self.locations[spec.name] = WeightLocation(spec, g, offset, end, segments)
+            offset = end
+        if total > offset:
+            self.trailing.append((g, total - offset))
+
+    def _short_group_error(self, g, group, spec, start, end, total) -> WeightDataError:
+        expected = group.expected_bytes
+        shards = ", ".join(
+            f"{p} ({s} bytes)" for p, s in zip(group.paths, self.shard_sizes[g], strict=True)
+        )
+        need = f"expected {expected} bytes" if expected is not None else ""
+        return WeightDataError(
+            f"{self.source}: weight {spec.name!r} needs bytes {start}..{end} of "
+            f"group {g + 1} but its shards hold only {total} bytes "
+            f"({need + ', ' if need else ''}short by {end - total}; shards: {shards})"
+        )
+
+    def __getitem__(self, name: str) -> WeightLocation:
+        try:
+            return self.locations[name]
+        except KeyError:
+            raise KeyError(name) from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.locations
+
+    def problems(self) -> list[str]:
+        """Tolerated irregularities (trailing bytes), one message each."""
+        out = []
+        for g, extra in self.trailing:
+            last = self.groups[g].paths[-1] if self.groups[g].paths else "?"
+            out.append(
+                f"{self.source}: group {g + 1} has {extra} trailing bytes "
+                f"after its last weight (last shard {last})"
+            )
+        return out
+
+
+def _segments(bounds: list[int], start: int, end: int) -> tuple[tuple[int, int, int], ...]:
+    """Split group range [start, end) into per-shard (index, start, end) pieces."""
+    if start == end:
+        return ()
+    out = []
+    i = bisect.bisect_right(bounds, start) - 1
+    while start < end:
+        stop = min(end, bounds[i + 1])
+        if stop > start:
+            out.append((i, start - bounds[i], stop - bounds[i]))
+        start = stop
+        i += 1
+    return tuple(out)
+
+
+def expected_group_sizes(groups: Iterable[WeightGroup]) -> list[int | None]:
+    """Each group's expected byte total (None where strings make it variable)."""
+    return [g.expected_bytes for g in groups]

@@ -1,0 +1,1 @@
+"""tfjsfs.model."""

@@ -1,0 +1,567 @@
+"""Model management between any two stores: list, copy, move, remove.
+
+TF.js's ``tf.io.listModels``/``copyModel``/``moveModel``/``removeModel``,
+for bundles on any fsspec filesystem (``file``, ``memory``, ``s3``, ``gs``,
+``http(s)`` for reading, ``tfjs+…`` URLs) instead of browser stores.
+
+* :func:`list_models` finds every bundle under a prefix with **one recursive
+  listing**, then reads only the model JSON files (concurrently, bounded).
+* :func:`copy_model` streams shard by shard (see :mod:`tfjsfs.io.transfer`),
+  can re-shard and re-quantize on the way, verifies what it wrote and never
+  publishes a torn copy (shards first, model.json last).
+* :func:`move_model` deletes the source only after the copy is verified
+  (TF.js's ``moveModel`` deletes it first).
+* :func:`remove_model` deletes model.json **first**, then the shards, so no
+  reader ever sees a model.json without its shards.
+
+Every function has a coroutine twin (``…_async``) for use inside an event loop.
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import datetime as _dt
+import os
+import posixpath
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from fsspec.asyn import get_loop, sync
+from fsspec.callbacks import DEFAULT_CALLBACK, Callback
+from fsspec.implementations.memory import MemoryFileSystem
+
+from .._util.concurrency import gather_bounded
+from .._util.entries import modified_time
+from ..errors import (
+    BundleExistsError,
+    FormatError,
+    ManifestError,
+    ModelNotFoundError,
+    TFJSError,
+    TransferError,
+)
+from ..format.artifacts import ModelArtifactsInfo, SaveResult
+from ..format.layouts import MODEL_JSON
+from ..format.manifest import ModelJSON, check_shard_path
+from ..io.fetch import locate_model_json
+from ..io.resolve import resolve
+from ..io.transfer import copy_bundle, join, norm, open_source, same_location
+from ..io.writer import DEFAULT_WRITE_CONCURRENCY, is_local
+from .api import load_model_async, requantize, save_model_async
+
+__all__ = [
+    "BundleListing",
+    "copy_model",
+    "copy_model_async",
+    "find_bundles",
+    "list_models",
+    "list_models_async",
+    "move_model",
+    "move_model_async",
+    "remove_model",
+    "remove_model_async",
+    "remove_model_files",
+]
+
+#: model JSON files read at once while listing.
+DEFAULT_LIST_CONCURRENCY = 16
+_HTTP = ("http://", "https://", "tfjs+http://", "tfjs+https://")
+
+
+def _run(coro: Any) -> Any:
+    return sync(get_loop(), lambda: coro)
+
+
+# ---------------------------------------------------------------- discovery
+
+
+@dataclass
+class BundleListing:
+    """One bundle found under a prefix, from a single recursive listing.
+
+    Attributes
+    ----------
+    url : str
+        The model's URL in the caller's form: the folder for ``model.json``,
+        else the JSON file (downloads layout).
+    json_path : str
+        Inner path of the model JSON.
+    files : dict
+        Listing entries (``name``, ``size``, ...) of every file in the same
+        folder and below, by inner path; shard sizes come from here.
+    raw : bytes or None
+        model.json bytes, once read.
+    doc : ModelJSON or None
+        Parsed model.json, once read (None if it could not be parsed).
+    error : str or None
+        Why the model JSON could not be read or parsed.
+    """
+
+    url: str
+    json_path: str
+    files: dict[str, dict] = field(default_factory=dict)
+    raw: bytes | None = None
+    doc: ModelJSON | None = None
+    error: str | None = None
+
+    @property
+    def entry(self) -> dict:
+        """The listing entry of the model JSON."""
+        return self.files.get(self.json_path, {})
+
+    def shard_sizes(self) -> dict[str, int]:
+        """Sizes of the listed files, by normalised inner path."""
+        return {
+            norm(p): int(e["size"]) for p, e in self.files.items() if e.get("size") is not None
+        }
+
+    def info(self) -> ModelArtifactsInfo:
+        """TF.js ``ModelArtifactsInfo`` from model.json and the listed shard sizes."""
+        doc = self.doc
+        if doc is None:
+            raise ManifestError(self.error or f"{self.json_path}: not read yet")
+        sizes = self.shard_sizes()
+        data_bytes = 0
+        folder = posixpath.dirname(self.json_path)
+        groups = [[join(folder, p) for p in g.paths] for g in doc.weights_manifest]
+        for g, paths in enumerate(groups):
+            listed = [sizes.get(p) for p in paths]
+            if all(s is not None for s in listed):
+                data_bytes += sum(listed)
+            else:
+                data_bytes += doc.weights_manifest[g].expected_bytes or 0
+        return ModelArtifactsInfo.count(
+            doc.model_topology, doc.weight_specs, data_bytes, entry_time(self.entry)
+        )
+
+
+def entry_time(entry: Mapping[str, Any]) -> _dt.datetime:
+    """A listing entry's modification time (s3, gcs, local, memory), else now."""
+    return modified_time(entry) or _dt.datetime.now(_dt.UTC)
+
+
+def _external(prefix: str, base: str, path: str) -> str:
+    """The caller-facing URL of inner *path* found under *prefix* (inner *base*)."""
+    base = base.rstrip("/")
+    if not base:  # the root of the filesystem ("memory://", "s3://", "/")
+        head = prefix if prefix.endswith("/") else prefix + "/"
+        return head + path.lstrip("/")
+    if path == base:
+        return prefix.rstrip("/") if prefix.rstrip("/") else prefix
+    if base and path.startswith(base + "/"):
+        return prefix.rstrip("/") + path[len(base) :]
+    return path  # not under the prefix as spelled: report the inner path
+
+
+def _candidates(files: Mapping[str, dict]) -> list[str]:
+    """Model JSON files in a listing: every ``model.json``, else downloads layouts.
+
+    A folder without ``model.json`` contributes ``<stem>.json`` files that have
+    a ``<stem>.weights.bin`` beside them (TF.js's downloads layout).
+    """
+    folders: dict[str, set[str]] = {}
+    for path in files:
+        folder, name = posixpath.split(path.rstrip("/"))
+        folders.setdefault(folder, set()).add(name)
+    out = []
+    for folder, names in folders.items():
+        if MODEL_JSON in names:
+            out.append(posixpath.join(folder, MODEL_JSON))
+            continue
+        for name in names:
+            stem = name[: -len(".json")]
+            if name.endswith(".json") and f"{stem}.weights.bin" in names:
+                out.append(posixpath.join(folder, name))
+    return sorted(out)
+
+
+async def find_bundles(
+    fs: Any, path: str, prefix: str | None = None, *, read: bool = True
+) -> list[BundleListing]:
+    """Every bundle under inner *path* of *fs*, from one recursive listing.
+
+    Parameters
+    ----------
+    fs : fsspec.asyn.AsyncFileSystem
+    path : str
+        Inner path of the prefix (a folder, a model folder or a model JSON).
+    prefix : str, optional
+        The prefix as the caller spelled it, for :attr:`BundleListing.url`.
+    read : bool
+        Read and parse each model JSON (bounded concurrency).
+    """
+    prefix = path if prefix is None else prefix
+    path = path.rstrip("/") or path
+    try:
+        found = await fs._find(path, detail=True)
+    except (FileNotFoundError, NotADirectoryError):
+        found = {}
+    files = {p.rstrip("/"): e for p, e in found.items() if e.get("type", "file") == "file"}
+    single = path.endswith(".json") and path in files
+    candidates = [path] if single else _candidates(files)
+    names = sorted(files)
+    out = []
+    for json_path in sorted(candidates, key=_model_url_key):
+        folder = posixpath.dirname(json_path)
+        # the files below folder/ are one contiguous run of the sorted names ("0" follows "/")
+        lo, hi = bisect.bisect_left(names, folder + "/"), bisect.bisect_left(names, folder + "0")
+        below = {p: files[p] for p in names[lo:hi]}
+        is_model_json = posixpath.basename(json_path) == MODEL_JSON
+        where = folder if is_model_json else json_path
+        out.append(BundleListing(_external(prefix, path, where), json_path, below))
+    if read:
+        await gather_bounded((_read(fs, b) for b in out), DEFAULT_LIST_CONCURRENCY)
+    return out
+
+
+def _model_url_key(json_path: str) -> str:
+    """Sort key: the model folder for model.json, else the JSON file itself."""
+    if posixpath.basename(json_path) == MODEL_JSON:
+        return posixpath.dirname(json_path)
+    return json_path
+
+
+async def _read(fs: Any, bundle: BundleListing) -> None:
+    try:
+        bundle.raw = bytes(await fs._cat_file(bundle.json_path))
+        bundle.doc = ModelJSON.parse(bundle.raw, bundle.json_path)
+    except (OSError, TFJSError) as exc:
+        bundle.error = str(exc) or type(exc).__name__
+
+
+async def list_models_async(
+    prefix: str, *, on_error: str = "skip", **storage_options: Any
+) -> dict[str, ModelArtifactsInfo]:
+    """Coroutine twin of :func:`list_models`."""
+    if on_error not in ("skip", "raise"):
+        raise ValueError(f"on_error must be 'skip' or 'raise', not {on_error!r}")
+    fs, path = resolve(prefix, **storage_options)
+    out = {}
+    for bundle in await find_bundles(fs, path, os.fspath(prefix)):
+        if bundle.doc is None:
+            if on_error == "raise":
+                raise ManifestError(bundle.error)
+            continue
+        out[bundle.url] = bundle.info()
+    return out
+
+
+def list_models(
+    prefix: str, *, on_error: str = "skip", **storage_options: Any
+) -> dict[str, ModelArtifactsInfo]:
+    """Every bundle under *prefix*, as TF.js's ``tf.io.listModels`` reports them.
+
+    One recursive listing finds the bundles (never one request per object);
+    only their model JSON files are then read, a bounded number at a time.
+
+    Parameters
+    ----------
+    prefix : str or os.PathLike
+        A folder, bucket prefix or model folder: local path, ``file://``,
+        ``memory://``, ``s3://``, ``gs://``, ``http(s)://`` (needs listings),
+        ``tfjs+…://`` or ``tfjs::…``.
+    on_error : {"skip", "raise"}
+        What to do with a model JSON that cannot be read or parsed.
+    **storage_options
+        Options for the inner filesystem.
+
+    Returns
+    -------
+    dict
+        ``{url: ModelArtifactsInfo}``, sorted by URL. The URL keeps the
+        prefix's spelling: the model folder for ``model.json`` bundles, the
+        JSON file for downloads-layout bundles.
+
+    Examples
+    --------
+    >>> list_models("s3://bucket/models/")  # doctest: +SKIP
+    {'s3://bucket/models/mnist': ModelArtifactsInfo(...), ...}
+    """
+    return _run(list_models_async(prefix, on_error=on_error, **storage_options))
+
+
+# ------------------------------------------------------------------ copying
+
+
+def _options(
+    storage_options: Mapping[str, Any] | None, side: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    return {**dict(storage_options or {}), **dict(side or {})}
+
+
+def _check_shard_size(shard_size: int | None) -> None:
+    if shard_size is None:
+        return
+    if isinstance(shard_size, bool) or not isinstance(shard_size, int) or shard_size <= 0:
+        raise FormatError(f"shard_size must be a positive integer, got {shard_size!r}")
+
+
+def _split_destination(path: str, src_json: str) -> tuple[str, str]:
+    """(folder, JSON name) of a destination path: a folder or a ``.json`` file."""
+    path = path.rstrip("/")
+    if path.endswith(".json"):
+        return posixpath.split(path)
+    return path, posixpath.basename(src_json)
+
+
+async def copy_model_async(
+    src: Any,
+    dst: Any,
+    *,
+    overwrite: bool = False,
+    shard_size: int | None = None,
+    quantize: str | Mapping[str, Any] | None = None,
+    dequantize: bool = False,
+    verify: bool = True,
+    callback: Callback | None = None,
+    concurrency: int = DEFAULT_WRITE_CONCURRENCY,
+    allow_outside: bool = False,
+    storage_options: Mapping[str, Any] | None = None,
+    src_options: Mapping[str, Any] | None = None,
+    dst_options: Mapping[str, Any] | None = None,
+) -> SaveResult:
+    """Coroutine twin of :func:`copy_model`."""
+    _check_shard_size(shard_size)
+    callback = callback or DEFAULT_CALLBACK
+    s_opts = _options(storage_options, src_options)
+    d_opts = _options(storage_options, dst_options)
+    if isinstance(dst, str) and dst.startswith(_HTTP):
+        return await _copy_to_http(
+            src, dst, shard_size, quantize, overwrite, callback, s_opts, d_opts
+        )
+    sfs, spath = resolve(src, **s_opts)
+    dfs, dpath = resolve(dst, **d_opts)
+    source = await open_source(sfs, spath, allow_outside=allow_outside)
+    folder, json_name = _split_destination(dpath, source.json_path)
+    rewrite = shard_size is not None or quantize is not None or dequantize
+    target = posixpath.join(folder, json_name)
+    if same_location(sfs, source.json_path, dfs, target) and not (overwrite and rewrite):
+        raise BundleExistsError(
+            f"old path and new path are the same: {source.json_path} "
+            "(rewriting a bundle in place needs overwrite=True and a change)"
+        )
+    try:
+        outcome = await copy_bundle(
+            source,
+            dfs,
+            folder,
+            json_name,
+            overwrite=overwrite,
+            shard_size=shard_size,
+            quantize=quantize,
+            dequantize=dequantize,
+            verify=verify,
+            concurrency=concurrency,
+            callback=callback,
+        )
+    except (TFJSError, FileExistsError):
+        raise
+    except Exception as exc:  # a backend's own error: one typed error naming both ends
+        detail = " ".join(str(exc).split()) or type(exc).__name__
+        raise TransferError(
+            f"copying {source.json_path} to {target} failed: {type(exc).__name__}: {detail}"
+        ) from exc
+    doc = outcome.doc
+    info = ModelArtifactsInfo.count(doc.model_topology, doc.weight_specs, outcome.weight_bytes)
+    return SaveResult(info, url=outcome.json_path, files=outcome.files)
+
+
+async def _copy_to_http(src, dst, shard_size, quantize, overwrite, callback, s_opts, d_opts):
+    """HTTP destinations take TF.js's multipart upload (one weights part) via save_model."""
+
+    artifacts = await load_model_async(src, storage_options=s_opts, callback=callback)
+    if quantize is not None:
+        artifacts = requantize(artifacts, quantize)
+    return await save_model_async(artifacts, dst, overwrite=overwrite, storage_options=d_opts)
+
+
+def copy_model(src: Any, dst: Any, **options: Any) -> SaveResult:
+    """Copy a bundle between any two stores (TF.js ``tf.io.copyModel``).
+
+    Shards stream one by one (at most ``concurrency`` in memory); nothing is
+    decoded unless re-quantizing. The shards are written first and, when
+    verifying, read back and checked (byte count and BLAKE2b digest) before
+    model.json is published last, so an interrupted or failed copy never
+    leaves a visible destination bundle.
+
+    Parameters
+    ----------
+    src, dst : str or os.PathLike
+        Model folders (or model JSON files). *dst* may be ``http(s)://`` (a
+        TF.js upload endpoint, through :func:`tfjsfs.save_model`).
+    overwrite : bool
+        Replace an existing destination bundle (never mixing old and new
+        shards). With a change (``shard_size``/``quantize``/``dequantize``),
+        *dst* may be *src* itself: the bundle is rewritten in place.
+    shard_size : int, optional
+        Re-shard: cut each group every ``shard_size`` bytes, converter names.
+    quantize : None, str or mapping, optional
+        ``"uint8"``, ``"uint16"``, ``"float16"`` or ``{dtype: patterns}`` (see
+        :func:`tfjsfs.format.codec.quantization_plan`). float32 weights are quantized;
+        weights quantized differently are re-quantized from their values.
+    dequantize : bool
+        Store quantized weights that *quantize* does not match as float32.
+    verify : bool
+        Read back every shard and model.json and compare (default True).
+    callback : fsspec.callbacks.Callback, optional
+        Progress in bytes written.
+    concurrency : int
+        Shards in flight at once (memory is bounded by this many shards).
+    allow_outside : bool
+        Follow source shard paths that leave the model folder.
+    storage_options : dict, optional
+        Options for both inner filesystems.
+    src_options, dst_options : dict, optional
+        Options for one side (override *storage_options*).
+
+    Returns
+    -------
+    SaveResult
+        ``model_artifacts_info``, ``url`` (the model.json written) and
+        ``files`` (shards, then model.json).
+
+    Raises
+    ------
+    BundleExistsError
+        *dst* exists and not *overwrite*, or *dst* is *src*.
+    ModelNotFoundError, ShardMissingError, WeightDataError, ManifestError
+        The source is missing or broken (nothing is written).
+    TransferError
+        What was read back differs from what was written (nothing published).
+    """
+    return _run(copy_model_async(src, dst, **options))
+
+
+async def move_model_async(src: Any, dst: Any, **options: Any) -> SaveResult:
+    """Coroutine twin of :func:`move_model`."""
+    options["verify"] = True
+    s_opts = _options(options.get("storage_options"), options.get("src_options"))
+    result = await copy_model_async(src, dst, **options)
+    await remove_model_async(src, **s_opts)
+    return result
+
+
+def move_model(src: Any, dst: Any, **options: Any) -> SaveResult:
+    """Move a bundle (TF.js ``tf.io.moveModel``, without its delete-first bug).
+
+    The destination is written and verified first; the source is removed only
+    after that succeeds. A failed copy leaves the source as it was.
+
+    Parameters
+    ----------
+    src, dst : str or os.PathLike
+    **options
+        As for :func:`copy_model` (``verify`` is always on).
+
+    Returns
+    -------
+    SaveResult
+    """
+    return _run(move_model_async(src, dst, **options))
+
+
+# ----------------------------------------------------------------- removing
+
+
+async def bundle_files(fs: Any, path: str) -> tuple[str, list[str], ModelJSON]:
+    """(model JSON, shard paths inside its folder, parsed doc) of the bundle at *path*.
+
+    Shard paths that leave the model folder are left out: they are never deleted.
+    """
+    json_path = await locate_model_json(fs, path)
+    try:
+        raw = await fs._cat_file(json_path)
+    except FileNotFoundError:
+        raise ModelNotFoundError(f"{json_path} does not exist") from None
+    doc = ModelJSON.parse(raw, json_path, require_topology=False)
+    folder = posixpath.dirname(json_path)
+    shards: list[str] = []
+    for group in doc.weights_manifest:
+        for rel in group.paths:
+            try:
+                rel = check_shard_path(rel, json_path)
+            except TFJSError:
+                continue
+            inner = join(folder, rel)
+            if inner not in shards:
+                shards.append(inner)
+    return json_path, shards, doc
+
+
+async def _remove(
+    url: Any, dry_run: bool, storage_options: Mapping[str, Any]
+) -> tuple[ModelArtifactsInfo, list[str]]:
+    fs, path = resolve(url, **storage_options)
+    json_path, shards, doc = await bundle_files(fs, path)
+    folder = posixpath.dirname(json_path)
+    try:
+        entries = await fs._ls(folder, detail=True)
+    except (NotImplementedError, OSError):
+        entries = []
+    listing = {norm(e["name"].rstrip("/")): e for e in entries}
+    info = BundleListing(os.fspath(url), json_path, listing, doc=doc).info()
+    files = [json_path, *shards]
+    if dry_run:
+        return info, files
+    await fs._rm_file(json_path)  # first: from here on no reader finds the bundle
+    await gather_bounded((_rm_quietly(fs, p) for p in shards), DEFAULT_WRITE_CONCURRENCY)
+    if is_local(fs) or _is_memory(fs):
+        with contextlib.suppress(OSError):
+            if not await fs._ls(folder, detail=False):
+                await fs._rmdir(folder)
+    fs.invalidate_cache(folder)
+    return info, files
+
+
+async def remove_model_async(
+    url: Any, *, dry_run: bool = False, **storage_options: Any
+) -> ModelArtifactsInfo:
+    """Coroutine twin of :func:`remove_model`."""
+    info, _ = await _remove(url, dry_run, storage_options)
+    return info
+
+
+def _is_memory(fs: Any) -> bool:
+
+    return isinstance(getattr(fs, "sync_fs", fs), MemoryFileSystem)
+
+
+async def _rm_quietly(fs: Any, path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        await fs._rm_file(path)
+
+
+def remove_model(url: Any, *, dry_run: bool = False, **storage_options: Any) -> ModelArtifactsInfo:
+    """Remove a bundle (TF.js ``tf.io.removeModel``).
+
+    model.json goes first, then the shards it names, so no reader ever sees a
+    model.json without its shards. Shard paths outside the model folder are
+    never deleted. An empty local folder is removed too.
+
+    Parameters
+    ----------
+    url : str or os.PathLike
+        The model folder or its JSON file.
+    dry_run : bool
+        Delete nothing (:func:`remove_model_files` lists what would go).
+    **storage_options
+
+    Returns
+    -------
+    ModelArtifactsInfo
+        Of the removed model.
+
+    Raises
+    ------
+    ModelNotFoundError
+    ManifestError
+        model.json cannot be parsed (nothing is deleted).
+    """
+    return _run(remove_model_async(url, dry_run=dry_run, **storage_options))
+
+
+def remove_model_files(url: Any, **storage_options: Any) -> list[str]:
+    """Inner paths :func:`remove_model` would delete, model.json first."""
+    return _run(_remove(url, True, storage_options))[1]

@@ -1,0 +1,291 @@
+"""``tfjsfs serve``: a TF.js model server over any fsspec store (aiohttp).
+
+:func:`create_app` builds the application: the model routes
+(:mod:`tfjsfs.server.routes`; ``GET /``, ``GET /models``, ``GET|POST|PUT|DELETE
+/models/{name}`` and the bundle files for ``tf.loadLayersModel``), the
+browser storage bridge at ``/bridge`` (:mod:`tfjsfs.server.bridge`), CORS and the
+shared middlewares (:mod:`tfjsfs.server.middleware`). :func:`serve` runs it;
+:func:`main` is ``python -m tfjsfs.server.app`` (the same options as ``tfjsfs
+serve``, from :mod:`tfjsfs.server.options`).
+
+Names may contain ``/`` (folders) but never leave the store
+(:func:`tfjsfs.server.modelstore.check_name`). Errors are JSON:
+``{"error": message, "kind": kind, "status": status}``. CORS comes from
+aiohttp-cors with configurable origins; a bearer token can protect writes
+(and reads: then only the bridge's static page and script stay open, since a
+browser opening a page sends no ``Authorization`` header). Uploads are
+limited in size, streamed to a spool instead of being held twice in memory,
+and published atomically (shards first, model.json last, under a per-name
+lock), so a failed, concurrent or killed upload never leaves a torn bundle.
+On SIGINT/SIGTERM the server stops accepting connections and finishes
+in-flight requests before exiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from aiohttp import web
+
+from .bridge import setup_bridge
+from .middleware import (
+    IN_FLIGHT_KEY,
+    InFlight,
+    auth_middleware,
+    error_middleware,
+    in_flight_middleware,
+)
+from .modelstore import ModelStore, without_credentials
+from .options import (
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    DEFAULT_SHUTDOWN_TIMEOUT,
+)
+from .routes import CONFIG_KEY, DEFAULT_MAX_UPLOAD_BYTES, STORE_KEY, ServerConfig, add_routes
+from .upload import DEFAULT_MAX_JSON_BYTES, DEFAULT_SPOOL_MEMORY
+
+__all__ = [
+    "CONFIG_KEY",
+    "DEFAULT_HOST",
+    "DEFAULT_MAX_UPLOAD_BYTES",
+    "DEFAULT_PORT",
+    "IN_FLIGHT_KEY",
+    "STORE_KEY",
+    "ServerConfig",
+    "create_app",
+    "drain",
+    "serve",
+    "serve_async",
+]
+
+ACCESS_LOG_FORMAT = '%a "%r" %s %b %Tfs "%{User-Agent}i"'
+EXPOSED_HEADERS = ("ETag", "Content-Range", "Content-Length", "Accept-Ranges", "Location")
+ALLOWED_HEADERS = ("Authorization", "Content-Type", "Range", "If-None-Match", "If-Range")
+
+log = logging.getLogger("tfjsfs.server.app")
+access_logger = logging.getLogger("tfjsfs.access")
+
+
+# ------------------------------------------------------------------- app
+
+
+def create_app(
+    store_url: str | os.PathLike | ModelStore,
+    *,
+    storage_options: Mapping[str, Any] | None = None,
+    token: str | None = None,
+    read_token: str | None = None,
+    allowed_origins: Sequence[str] = ("*",),
+    max_upload_bytes: int | None = DEFAULT_MAX_UPLOAD_BYTES,
+    reshard: bool | int = False,
+    max_json_bytes: int = DEFAULT_MAX_JSON_BYTES,
+    spool_memory: int = DEFAULT_SPOOL_MEMORY,
+    spool_dir: str | None = None,
+    bridge: bool = True,
+) -> web.Application:
+    """The model server application.
+
+    Parameters
+    ----------
+    store_url : str, os.PathLike or ModelStore
+        Where bundles live: a local folder, ``file://``, ``s3://``, ``gs://``,
+        ``memory://`` or any fsspec URL.
+    storage_options : mapping, optional
+        Options for the store's filesystem (credentials, ``endpoint_url``, …).
+    token : str, optional
+        Bearer token required for ``POST``/``PUT``/``DELETE``.
+    read_token : str, optional
+        Bearer token required for reads (*token* is accepted too), except
+        for the bridge's page and script.
+    allowed_origins : sequence of str
+        CORS origins allowed to call the server (``"*"`` for any; empty for
+        no CORS headers).
+    max_upload_bytes : int or None
+        Largest upload body; larger ones get 413. None for no limit.
+    reshard : bool or int
+        Store uploads in the converter's layout (4 MiB shards, or this many
+        bytes) instead of as received.
+    max_json_bytes : int
+        Largest model.json part.
+    spool_memory : int
+        Upload weights kept in memory before spooling to a temporary file.
+    spool_dir : str, optional
+        Folder for spool files (default: the system's temp folder).
+    bridge : bool
+        Add the browser storage bridge page at ``/bridge`` when available.
+
+    Returns
+    -------
+    aiohttp.web.Application
+    """
+    if isinstance(store_url, ModelStore):
+        store = store_url
+    else:
+        store = ModelStore(os.fspath(store_url), storage_options, reshard=reshard)
+    app = web.Application(
+        middlewares=[in_flight_middleware, error_middleware, auth_middleware(token, read_token)]
+    )
+    app[STORE_KEY] = store
+    app[IN_FLIGHT_KEY] = InFlight()
+    app[CONFIG_KEY] = ServerConfig(
+        token, read_token, max_upload_bytes, max_json_bytes, spool_memory, spool_dir
+    )
+
+    async def prepare(app: web.Application) -> None:
+        await store.prepare()
+
+    app.on_startup.append(prepare)
+    add_routes(app)
+    if allowed_origins:
+        _setup_cors(app, allowed_origins)
+    if bridge:
+        _setup_bridge(app, store, max_upload_bytes)
+    return app
+
+
+def _setup_cors(app: web.Application, origins: Sequence[str]) -> None:
+    import aiohttp_cors
+
+    options = aiohttp_cors.ResourceOptions(
+        allow_credentials=False,
+        expose_headers=EXPOSED_HEADERS,
+        allow_headers=ALLOWED_HEADERS,
+        allow_methods=["GET", "HEAD", "POST", "PUT", "DELETE"],
+        max_age=600,
+    )
+    cors = aiohttp_cors.setup(app, defaults={origin: options for origin in origins})
+    for route in list(app.router.routes()):
+        cors.add(route)
+
+
+def _setup_bridge(app: web.Application, store: ModelStore, max_upload_bytes: int | None) -> None:
+    setup_bridge(app, store, max_upload_bytes=max_upload_bytes or DEFAULT_MAX_UPLOAD_BYTES)
+
+
+# ------------------------------------------------------------------ serving
+
+
+def _display_url(host: str, port: int) -> str:
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}"
+
+
+async def serve_async(
+    store_url: str | os.PathLike | ModelStore,
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    *,
+    shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
+    stop: asyncio.Event | None = None,
+    on_ready: Callable[[str], Any] | None = None,
+    **options: Any,
+) -> None:
+    """Run the server until *stop* is set (or SIGINT/SIGTERM in the main thread).
+
+    Shutting down stops accepting connections, then waits up to
+    *shutdown_timeout* seconds for in-flight requests (uploads included) to
+    finish.
+
+    Parameters
+    ----------
+    store_url, **options
+        As for :func:`create_app`.
+    host : str
+        Interface to bind, 127.0.0.1 by default.
+    port : int
+        0 picks a free port.
+    shutdown_timeout : float
+    stop : asyncio.Event, optional
+    on_ready : callable, optional
+        Called with the base URL once the server listens.
+    """
+    app = create_app(store_url, **options)
+    runner = web.AppRunner(
+        app,
+        access_log=access_logger,
+        access_log_format=ACCESS_LOG_FORMAT,
+        shutdown_timeout=shutdown_timeout,
+    )
+    await runner.setup()
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    signals = []
+    try:
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        bound = runner.addresses[0][1] if runner.addresses else port
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, stop.set)
+                signals.append(sig)
+        url = _display_url(host, bound)
+        log.info("serving %s at %s/", app[STORE_KEY].label, url)
+        if on_ready is not None:
+            on_ready(url)
+        await stop.wait()
+        await drain(runner, app, shutdown_timeout)
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+        await runner.cleanup()
+    log.info("stopped")
+
+
+async def drain(runner: web.AppRunner, app: web.Application, timeout: float) -> None:
+    """Stop listening, then wait up to *timeout* s for requests being handled.
+
+    aiohttp's own graceful shutdown stops reading from open connections, so
+    an upload whose body is still arriving could never finish; hence this
+    step before ``runner.cleanup()``.
+    """
+    in_flight = app[IN_FLIGHT_KEY]
+    log.info(
+        "shutting down: %d request(s) in flight, waiting up to %s s", in_flight.count, timeout
+    )
+    for site in list(runner.sites):
+        await site.stop()  # closes the listening socket; open connections stay
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(in_flight.idle.wait(), timeout)
+    if in_flight.count:
+        log.warning(
+            "%d request(s) still running after %s s; stopping them", in_flight.count, timeout
+        )
+
+
+def serve(
+    store_url: str | os.PathLike | ModelStore,
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    **options: Any,
+) -> None:
+    """Serve *store_url* until interrupted (the body of ``tfjsfs serve``).
+
+    Logs (access log included) go to stderr; the line
+    ``tfjsfs: serving <store> at http://<host>:<port>/`` goes to stdout once
+    the server listens.
+
+    Parameters
+    ----------
+    store_url : str, os.PathLike or ModelStore
+    host : str
+    port : int
+    **options
+        ``shutdown_timeout`` and the options of :func:`create_app`.
+    """
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    if isinstance(store_url, ModelStore):
+        label = store_url.label
+    else:
+        label = without_credentials(os.fspath(store_url))
+
+    def ready(url: str) -> None:
+        print(f"tfjsfs: serving {label} at {url}/ (Ctrl-C to stop)", flush=True)
+
+    asyncio.run(serve_async(store_url, host, port, on_ready=ready, **options))

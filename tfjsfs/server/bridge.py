@@ -1,0 +1,314 @@
+"""The browser storage bridge: a page that moves models between a browser and a store.
+
+:func:`setup_bridge` adds to an aiohttp application:
+
+=========================================  =========================================
+``GET  {prefix}``                          the bridge page (``static/bridge.html``)
+``GET  {prefix}/bridge.js``                its script (``static/bridge.js``); it can
+                                           also be included by pages of other origins
+``GET  {prefix}/api/models``               ``{"store", "models": [{name, info}]}``
+``GET  {prefix}/api/models/{name}``        ``{name, version, modelArtifacts (no
+                                           weightData), weightDataBytes, weightsUrl}``
+``GET  {prefix}/api/weights/{name}?v=...`` the concatenated weight data (binary)
+``POST {prefix}/api/models/{name}``        receive a browser model: TF.js's upload
+                                           form (``model.json`` + ``model.weights.bin``);
+                                           ``?overwrite=1`` replaces an existing one
+=========================================  =========================================
+
+The page's script reads and writes TF.js's ``localstorage://`` and
+``indexeddb://`` layouts itself (no TF.js needed). The store is a
+:class:`~tfjsfs.server.modelstore.ModelStore` (the model server's, or one made from
+a URL): the same names (:func:`~tfjsfs.server.modelstore.check_name`), per-name
+locks, listing cache and layout policy as the model server. API routes get
+CORS from the application's ``aiohttp_cors`` configuration when it has one,
+so the script works from every origin the server allows; the server's
+middlewares (bearer tokens, error replies) apply to them as to its other
+routes, except that the page and the script are :func:`~tfjsfs.server.middleware.public`
+(a browser opening a page cannot send a bearer token).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import importlib.resources
+import os
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from ..errors import BundleExistsError, ModelChangedError
+from ..format.artifacts import ModelArtifacts
+from ..format.browser import artifacts_to_json
+from ..format.manifest import ModelJSON
+from ..model.api import load_model_async
+from .middleware import error_reply, json_error, public
+from .modelstore import MODEL_JSON, ModelStore, check_name
+from .upload import expected_weight_bytes, read_upload
+
+__all__ = ["BRIDGE_KEY", "StoredModel", "load_stored", "read_stored", "setup_bridge"]
+
+#: Default limit on a pushed model's size (bytes of the whole request).
+DEFAULT_MAX_UPLOAD = 2 * 1024**3
+
+#: Where :func:`setup_bridge` keeps its :class:`~tfjsfs.server.modelstore.ModelStore`.
+BRIDGE_KEY = web.AppKey("tfjsfs_bridge", ModelStore)
+
+
+@dataclass
+class StoredModel:
+    """A model's JSON as read from the store: parsed, with a version tag."""
+
+    name: str
+    doc: ModelJSON
+    version: str
+
+
+async def read_stored(store: ModelStore, name: str) -> StoredModel:
+    """model.json of *name*, parsed, with a version tag (a hash of its bytes).
+
+    Raises
+    ------
+    ModelNotFoundError
+    UnsafePathError
+    """
+    data = await store.model_json(name)
+    version = hashlib.sha256(data).hexdigest()[:20]
+    return StoredModel(name, ModelJSON.parse(data, f"{name}/{MODEL_JSON}"), version)
+
+
+async def load_stored(store: ModelStore, name: str) -> tuple[StoredModel, ModelArtifacts]:
+    """Model *name* with all its weights, read as one version.
+
+    Raises
+    ------
+    ModelChangedError
+        When model.json changed while the weights were read.
+    """
+    stored = await read_stored(store, name)
+    artifacts = await load_model_async(
+        store.model_url(name), storage_options=dict(store.storage_options)
+    )
+    again = await read_stored(store, name)
+    if again.version != stored.version:
+        raise ModelChangedError(
+            f"model {name!r} changed in {store.label} while its weights were read; pull again"
+        )
+    return stored, artifacts
+
+
+def _static(name: str) -> bytes:
+    return importlib.resources.files("tfjsfs").joinpath("static", name).read_bytes()
+
+
+def _errors(
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """JSON error replies the page can show, also in applications without the
+    model server's error middleware."""
+
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except web.HTTPException:
+            raise
+        except Exception as exc:
+            reply = error_reply(exc, request)
+            if reply is None:
+                raise
+            return reply
+
+    return wrapped
+
+
+def _flag(value: str | None) -> bool:
+    return (value or "").lower() in ("1", "true", "yes", "on")
+
+
+def _store(
+    store: str | os.PathLike | ModelStore,
+    storage_options: Mapping[str, Any] | None,
+    reshard: bool | int,
+) -> ModelStore:
+    if isinstance(store, ModelStore):
+        if storage_options or reshard:
+            raise ValueError(
+                "storage_options and reshard apply to store URLs; this ModelStore has its own"
+            )
+        return store
+    if isinstance(store, (str, os.PathLike)):
+        return ModelStore(os.fspath(store), storage_options, reshard=reshard)
+    raise TypeError(
+        f"store must be a URL or a tfjsfs.server.modelstore.ModelStore, not {type(store).__name__}"
+    )
+
+
+def setup_bridge(
+    app: web.Application,
+    store: str | os.PathLike | ModelStore,
+    *,
+    prefix: str = "/bridge",
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD,
+    read_only: bool = False,
+    authorize: Callable[[web.Request], Any] | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+    reshard: bool | int = False,
+) -> ModelStore:
+    """Add the bridge page, its script and its JSON API to *app*.
+
+    Call it after ``aiohttp_cors.setup(app, defaults=...)`` if the server
+    allows other origins: the API routes are then added to that CORS
+    configuration, so the script works from those origins too.
+
+    Parameters
+    ----------
+    app : aiohttp.web.Application
+    store : str, os.PathLike or ModelStore
+        The model store: a URL (any fsspec URL or local folder) or the model
+        server's :class:`~tfjsfs.server.modelstore.ModelStore`.
+    prefix : str
+        URL prefix of the page and its API.
+    max_upload_bytes : int
+        Largest accepted push (whole request); larger ones get 413.
+    read_only : bool
+        Refuse pushes (405).
+    authorize : callable, optional
+        ``authorize(request)`` (may be async) runs before a push; it raises an
+        ``aiohttp.web.HTTPException`` (e.g. 401) to refuse it.
+    storage_options : mapping, optional
+        For a store URL: options of its filesystem.
+    reshard : bool or int
+        For a store URL: store pushed models in the converter layout (see
+        :class:`~tfjsfs.server.modelstore.ModelStore`).
+
+    Returns
+    -------
+    ModelStore
+        Also kept as ``app[BRIDGE_KEY]``.
+    """
+    models = _store(store, storage_options, reshard)
+    app[BRIDGE_KEY] = models
+    prefix = "/" + prefix.strip("/")
+
+    @public
+    async def page(request: web.Request) -> web.Response:
+        html = _static("bridge.html").decode().replace("__PREFIX__", prefix)
+        return web.Response(text=html, content_type="text/html", charset="utf-8")
+
+    @public
+    async def script(request: web.Request) -> web.Response:
+        return web.Response(
+            body=_static("bridge.js"),
+            content_type="text/javascript",
+            charset="utf-8",
+            headers={"Cache-Control": "no-cache"},
+        )
+
+    @_errors
+    async def list_models(request: web.Request) -> web.Response:
+        listed = [
+            {
+                "name": summary.name,
+                "format": summary.format,
+                "weights": summary.weight_count,
+                "modelArtifactsInfo": summary.info.to_json(),
+            }
+            for summary in await models.list()
+            if summary.doc is not None
+        ]
+        return web.json_response({"store": models.label, "readOnly": read_only, "models": listed})
+
+    @_errors
+    async def get_model(request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        stored = await read_stored(models, name)
+        artifacts = ModelArtifacts.from_model_json(stored.doc)
+        weights_url = request.app.router["tfjsfs-bridge-weights"].url_for(name=name)
+        return web.json_response(
+            {
+                "name": name,
+                "version": stored.version,
+                "modelArtifacts": artifacts_to_json(artifacts, weight_data=False),
+                # weightDataBytes is null when string tensors make it data-dependent
+                "weightDataBytes": expected_weight_bytes(stored.doc),
+                "weightsUrl": str(weights_url.with_query(v=stored.version)),
+            }
+        )
+
+    @_errors
+    async def get_weights(request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        stored, artifacts = await load_stored(models, name)
+        wanted = request.query.get("v")
+        if wanted and wanted != stored.version:
+            raise ModelChangedError(
+                f"model {name!r} changed in the store while it was being pulled; pull again"
+            )
+        return web.Response(
+            body=bytes(artifacts.weight_data),
+            content_type="application/octet-stream",
+            headers={"X-Tfjsfs-Model-Version": stored.version},
+        )
+
+    @_errors
+    async def post_model(request: web.Request) -> web.Response:
+        if read_only:
+            return json_error(
+                405, "this server is read-only: pushing models is disabled", "read-only"
+            )
+        if authorize is not None:
+            result = authorize(request)
+            if asyncio.iscoroutine(result):
+                await result
+        name = check_name(request.match_info["name"])
+        overwrite = _flag(request.query.get("overwrite"))
+        with await read_upload(request.headers, request.content, max_bytes=max_upload_bytes) as up:
+            artifacts = up.artifacts
+            try:
+                result = await models.save(
+                    name, artifacts, overwrite=overwrite, spool_path=up.spool.path
+                )
+            except BundleExistsError:
+                return json_error(
+                    409,
+                    f"model {name!r} already exists in {models.label}; push with overwrite "
+                    "to replace it",
+                    "exists",
+                )
+        return web.json_response(
+            {
+                "name": name,
+                "modelArtifactsInfo": result.model_artifacts_info.to_json(),
+                "files": list(result.files),
+            },
+            status=201,
+        )
+
+    router = app.router
+    routes = [
+        router.add_get(prefix, page),
+        router.add_get(prefix + "/", page),
+        router.add_get(prefix + "/bridge.js", script),
+        router.add_get(prefix + "/api/models", list_models),
+        router.add_get(prefix + "/api/models/{name:.+}", get_model),
+        router.add_post(prefix + "/api/models/{name:.+}", post_model),
+        router.add_get(
+            prefix + "/api/weights/{name:.+}", get_weights, name="tfjsfs-bridge-weights"
+        ),
+    ]
+    _add_cors(app, routes)
+    return models
+
+
+def _add_cors(app: web.Application, routes: list[Any]) -> None:
+    try:
+        import aiohttp_cors
+    except ImportError:  # pragma: no cover - the server extra installs it
+        return
+    cors = app.get(aiohttp_cors.APP_CONFIG_KEY)
+    if cors is None:
+        return
+    for route in routes:
+        cors.add(route)

@@ -1,0 +1,614 @@
+"""A folder of TF.js bundles in any fsspec store, as the model server sees it.
+
+A *model name* is a relative path (``my-model`` or ``team/my-model``); the
+bundle lives in ``<store>/<name>/`` as ``model.json`` plus its weight files.
+Names are checked before any path is built, so no name can leave the store.
+
+Writes go through :func:`tfjsfs.io.writer.write_bundle` (shards first,
+model.json last, create-only unless replacing, fresh shard names when
+replacing), under a per-name lock so two uploads to one name take turns.
+Every filesystem call runs on fsspec's I/O loop, so the store can be used
+from any event loop (the server's) with the process-wide fsspec instances.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as _dt
+import posixpath
+import re
+import weakref
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from fsspec.asyn import get_loop
+
+from .._util.concurrency import gather_bounded
+from .._util.entries import modified_time, version_key
+from ..errors import ManifestError, ModelNotFoundError, UnsafePathError
+from ..format.artifacts import ModelArtifacts, ModelArtifactsInfo, SaveResult
+from ..format.layouts import DEFAULT_SHARD_SIZE, ShardPlan, plan_bundle
+from ..format.manifest import ModelJSON, WeightGroup, check_shard_path
+from ..io.resolve import resolve
+from ..io.writer import is_local, write_bundle
+
+__all__ = [
+    "MODEL_JSON",
+    "BundleSummary",
+    "ModelStore",
+    "check_name",
+    "topology_summary",
+    "without_credentials",
+]
+
+MODEL_JSON = "model.json"
+MAX_NAME_LENGTH = 1024
+MAX_SEGMENT_LENGTH = 255
+READ_CONCURRENCY = 16
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\\]")
+_CREDENTIALS = re.compile(r"^([A-Za-z][\w+.\-]*://)[^/@]*@")
+T = TypeVar("T")
+
+
+def check_name(name: str) -> str:
+    """Return *name* if it is a safe model name, else raise :class:`UnsafePathError`.
+
+    A name is one or more ``/``-separated segments; no segment may be empty,
+    ``.``, ``..`` or start with ``.`` (reserved for temporary files), no
+    control characters or backslashes, and the last segment may not end with
+    ``.json`` or ``.bin`` (those address a bundle's files).
+    """
+    if not isinstance(name, str) or not name:
+        raise UnsafePathError("model name is empty")
+    if len(name) > MAX_NAME_LENGTH:
+        raise UnsafePathError(f"model name is longer than {MAX_NAME_LENGTH} characters")
+    if name.startswith("/"):
+        raise UnsafePathError(f"model name {name!r} is absolute; names are relative paths")
+    if _CONTROL.search(name):
+        raise UnsafePathError(f"model name {name!r} contains a control character or a backslash")
+    segments = name.split("/")
+    for segment in segments:
+        if not segment:
+            raise UnsafePathError(f"model name {name!r} has an empty path segment")
+        if segment in (".", ".."):
+            raise UnsafePathError(f"model name {name!r} has a {segment!r} segment")
+        if segment.startswith("."):
+            raise UnsafePathError(
+                f"model name {name!r}: segments may not start with '.' ({segment!r})"
+            )
+        if len(segment) > MAX_SEGMENT_LENGTH:
+            raise UnsafePathError(
+                f"model name {name!r}: segment longer than {MAX_SEGMENT_LENGTH} characters"
+            )
+    if segments[-1].endswith((".json", ".bin")):
+        raise UnsafePathError(
+            f"model name {name!r} may not end with .json or .bin (that addresses a file)"
+        )
+    return name
+
+
+def without_credentials(url: str) -> str:
+    """*url* without a ``user:password@`` part (for pages and logs)."""
+    return _CREDENTIALS.sub(r"\1", url)
+
+
+def topology_summary(doc: ModelJSON) -> dict[str, Any]:
+    """A short, JSON-ready description of a model's topology.
+
+    Layers models give their class, name and layers (name and class);
+    graph models give their node count and the most common ops.
+    """
+    topology = doc.model_topology
+    if not isinstance(topology, dict):
+        return {"kind": "none" if topology is None else "unknown"}
+    if "node" in topology or "library" in topology:
+        nodes = topology.get("node") or []
+        ops = Counter(n.get("op", "?") for n in nodes if isinstance(n, dict))
+        out: dict[str, Any] = {
+            "kind": "graph",
+            "nodes": len(nodes),
+            "ops": dict(ops.most_common(20)),
+        }
+        versions = topology.get("versions")
+        if isinstance(versions, dict) and "producer" in versions:
+            out["producer"] = versions["producer"]
+        signature = doc.signature or {}
+        for key in ("inputs", "outputs"):
+            if isinstance(signature.get(key), dict):
+                out[key] = sorted(signature[key])
+        return out
+    config_root = topology.get("model_config", topology)
+    if not isinstance(config_root, dict):
+        return {"kind": "unknown"}
+    config = config_root.get("config")
+    layers = config.get("layers") if isinstance(config, dict) else config
+    listed = []
+    for layer in layers if isinstance(layers, list) else []:
+        if not isinstance(layer, dict):
+            continue
+        layer_config = layer.get("config") if isinstance(layer.get("config"), dict) else {}
+        listed.append(
+            {
+                "name": layer.get("name") or layer_config.get("name"),
+                "className": layer.get("class_name"),
+            }
+        )
+    out = {
+        "kind": "layers",
+        "className": config_root.get("class_name"),
+        "name": config.get("name") if isinstance(config, dict) else None,
+        "layerCount": len(listed),
+        "layers": listed,
+    }
+    for key, label in (("keras_version", "kerasVersion"), ("backend", "backend")):
+        if topology.get(key) is not None:
+            out[label] = topology[key]
+    return out
+
+
+@dataclass
+class BundleSummary:
+    """What the server tells about one bundle (from model.json and a listing).
+
+    Attributes
+    ----------
+    name : str
+    json_path : str
+        Inner path of model.json.
+    json_size : int
+    saved : datetime or None
+        model.json's modification time.
+    doc : ModelJSON or None
+        None when model.json could not be parsed (see ``error``).
+    shard_sizes : dict
+        Each manifest path (normalised, relative to the bundle) and its
+        size, or None when the file is missing.
+    error : str or None
+    """
+
+    name: str
+    json_path: str
+    json_size: int
+    saved: _dt.datetime | None
+    doc: ModelJSON | None = None
+    shard_sizes: dict[str, int | None] = field(default_factory=dict)
+    error: str | None = None
+    _info: ModelArtifactsInfo | None = field(default=None, repr=False)
+
+    @property
+    def weight_count(self) -> int:
+        """Number of weights in the manifest."""
+        return len(self.doc.weight_specs) if self.doc else 0
+
+    @property
+    def weight_bytes(self) -> int:
+        """Bytes in the weight files present."""
+        return sum(s for s in self.shard_sizes.values() if s is not None)
+
+    @property
+    def size(self) -> int:
+        """model.json plus every weight file present."""
+        return self.json_size + self.weight_bytes
+
+    @property
+    def missing(self) -> list[str]:
+        """Weight files the manifest names that do not exist."""
+        return [p for p, s in self.shard_sizes.items() if s is None]
+
+    @property
+    def format(self) -> str | None:
+        """model.json's ``format``."""
+        return self.doc.format if self.doc else None
+
+    @property
+    def info(self) -> ModelArtifactsInfo:
+        """The bundle's ``ModelArtifactsInfo`` (dated by model.json's mtime)."""
+        if self._info is None:
+            date = self.saved or _dt.datetime.now(_dt.UTC)
+            doc = self.doc
+            if doc is None:
+                self._info = ModelArtifactsInfo(date)
+            else:
+                self._info = ModelArtifactsInfo.count(
+                    doc.model_topology, doc.weight_specs, self.weight_bytes, date
+                )
+        return self._info
+
+
+class _LocalFile:
+    """A shard body that is a whole local file: uploaded with ``_put_file``."""
+
+    def __init__(self, path: str, size: int):
+        self.path = path
+        self.size = size
+
+    def __len__(self) -> int:
+        return self.size
+
+
+class _PutLocalFiles:
+    """Filesystem proxy: ``_pipe_file`` of a :class:`_LocalFile` streams the file."""
+
+    def __init__(self, fs: Any):
+        self._fs = fs
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._fs, name)
+
+    async def _pipe_file(self, path: str, data: Any, **kwargs: Any) -> Any:
+        if isinstance(data, _LocalFile):
+            return await self._fs._put_file(data.path, path)
+        return await self._fs._pipe_file(path, data, **kwargs)
+
+
+class ModelStore:
+    """Bundles under one fsspec URL.
+
+    Parameters
+    ----------
+    url : str
+        Any fsspec URL or local path: ``./models``, ``file:///srv/models``,
+        ``s3://bucket/models``, ``gs://bucket/models``, ``memory://models``.
+    storage_options : mapping, optional
+        Options for the filesystem (credentials, ``endpoint_url``, …).
+    reshard : bool or int
+        False stores uploads as received (``model.json`` +
+        ``model.weights.bin``); True re-shards them to the converter's layout
+        (``group1-shard1ofN.bin``, 4,194,304 bytes); an int is the shard size.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        storage_options: Mapping[str, Any] | None = None,
+        *,
+        reshard: bool | int = False,
+    ):
+        self.url = str(url)
+        self.storage_options = dict(storage_options or {})
+        self.fs, root = resolve(self.url, **self.storage_options)
+        self.root = root.rstrip("/") or root
+        if reshard is True:
+            self.shard_size: int | None = DEFAULT_SHARD_SIZE
+        elif reshard is False or reshard is None:
+            self.shard_size = None
+        else:
+            self.shard_size = int(reshard)
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self._summaries: dict[str, tuple[tuple, BundleSummary]] = {}
+        self._served: dict[str, set[str]] = {}  # weight files a model.json has named
+
+    def __repr__(self) -> str:
+        return f"ModelStore({self.label!r})"
+
+    @property
+    def label(self) -> str:
+        """The store's URL without credentials (what pages and logs show)."""
+        return without_credentials(self.url)
+
+    def model_url(self, name: str) -> str:
+        """A URL of bundle *name* that :func:`tfjsfs.load_model` accepts (with
+        :attr:`storage_options`)."""
+        return f"{self.url.rstrip('/')}/{check_name(name)}"
+
+    # ------------------------------------------------------------ plumbing
+
+    async def io(self, coro: Awaitable[T]) -> T:
+        """Await *coro* on fsspec's I/O loop (where the filesystem lives)."""
+        loop = get_loop()
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            return await coro
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, loop))
+
+    def folder(self, name: str) -> str:
+        """Inner path of the bundle folder for a checked *name*."""
+        return posixpath.join(self.root, check_name(name))
+
+    def json_path(self, name: str) -> str:
+        """Inner path of the bundle's model.json."""
+        return posixpath.join(self.folder(name), MODEL_JSON)
+
+    @contextlib.asynccontextmanager
+    async def lock(self, name: str) -> AsyncIterator[None]:
+        """Hold the per-name write lock (on the caller's loop)."""
+        lock = self._locks.get(name)
+        if lock is None:
+            lock = asyncio.Lock()
+            self._locks[name] = lock
+        async with lock:
+            yield
+
+    async def prepare(self) -> None:
+        """Create the store folder when the backend has real folders (local)."""
+        if is_local(self.fs):
+            await self.io(self.fs._makedirs(self.root, exist_ok=True))
+
+    # ------------------------------------------------------------- reading
+
+    async def _summary(
+        self, name: str, json_info: Mapping[str, Any], files: dict
+    ) -> BundleSummary:
+        """Summary of a bundle; model.json is re-read only when it changed."""
+        json_path = json_info["name"]
+        key = version_key(json_info)
+        cached = self._summaries.get(json_path)
+        if cached is None or cached[0] != key:
+            summary = BundleSummary(
+                name, json_path, int(json_info.get("size") or 0), modified_time(json_info)
+            )
+            try:
+                data = await self.fs._cat_file(json_path)
+                summary.json_size = len(data)
+                summary.doc = ModelJSON.parse(data, f"{name}/{MODEL_JSON}", require_topology=False)
+            except (ManifestError, UnsafePathError) as exc:
+                summary.error = str(exc)
+            except FileNotFoundError:
+                raise ModelNotFoundError(f"no model named {name!r}") from None
+            self._summaries[json_path] = (key, summary)
+        else:
+            summary = cached[1]
+        shard_sizes: dict[str, int | None] = {}
+        for path in self._shard_paths(summary):
+            shard_sizes[path] = files.get(path)
+        out = BundleSummary(
+            summary.name,
+            summary.json_path,
+            summary.json_size,
+            summary.saved,
+            summary.doc,
+            shard_sizes,
+            summary.error,
+        )
+        return out
+
+    @staticmethod
+    def _shard_paths(summary: BundleSummary) -> list[str]:
+        out = []
+        for group in summary.doc.weights_manifest if summary.doc else ():
+            for path in group.paths:
+                try:
+                    rel = check_shard_path(path, summary.json_path)
+                except (ManifestError, UnsafePathError):
+                    continue
+                out.append(posixpath.normpath(rel.split("?", 1)[0]))
+        return out
+
+    def _relative(self, path: str) -> str | None:
+        prefix = self.root.rstrip("/") + "/"
+        path = path.rstrip("/")
+        return path[len(prefix) :] if path.startswith(prefix) else None
+
+    async def _list(self) -> list[BundleSummary]:
+        try:
+            found = await self.fs._find(self.root, withdirs=False, detail=True)
+        except (FileNotFoundError, NotADirectoryError):
+            found = {}
+        folders: dict[str, dict[str, int]] = {}
+        json_infos: dict[str, Mapping[str, Any]] = {}
+        for path, info in found.items():
+            rel = self._relative(info.get("name", path))
+            if rel is None:
+                continue
+            folder, base = posixpath.split(rel)
+            sizes = folders.setdefault(folder, {})
+            size = info.get("size")
+            sizes[base] = int(size) if size is not None else 0
+            if base == MODEL_JSON and folder:
+                json_infos[folder] = info
+        names = sorted(n for n in json_infos if _is_listable(n))
+
+        async def one(name: str) -> BundleSummary | None:
+            files = _LazyFiles(folders, name)
+            try:
+                return await self._summary(name, json_infos[name], files)
+            except ModelNotFoundError:
+                return None  # deleted while listing
+
+        summaries = await gather_bounded((one(n) for n in names), READ_CONCURRENCY)
+        return [s for s in summaries if s is not None]
+
+    async def list(self) -> list[BundleSummary]:
+        """Every bundle in the store, found with one recursive listing.
+
+        Only model.json files that are new or changed since the last call
+        are read.
+        """
+        return await self.io(self._list())
+
+    async def _describe(self, name: str) -> BundleSummary:
+        json_path = self.json_path(name)
+        try:
+            info = await self.fs._info(json_path)
+        except FileNotFoundError:
+            raise ModelNotFoundError(f"no model named {name!r}") from None
+        if info.get("type") != "file":
+            raise ModelNotFoundError(f"no model named {name!r}")
+        folder = self.folder(name)
+        try:
+            listing = await self.fs._ls(folder, detail=True, refresh=True)
+        except FileNotFoundError:
+            listing = []
+        files = {
+            posixpath.basename(e["name"].rstrip("/")): int(e.get("size") or 0)
+            for e in listing
+            if e.get("type") == "file"
+        }
+        summary = await self._summary(name, {**info, "name": json_path}, files)
+        for path, size in summary.shard_sizes.items():
+            if size is None and "/" in path:  # shards in a sub-folder: ask for each
+                with contextlib.suppress(FileNotFoundError):
+                    sub = await self.fs._info(posixpath.join(folder, path))
+                    summary.shard_sizes[path] = int(sub.get("size") or 0)
+        return summary
+
+    async def describe(self, name: str) -> BundleSummary:
+        """The summary of one bundle.
+
+        Raises
+        ------
+        ModelNotFoundError
+        UnsafePathError
+        """
+        check_name(name)
+        return await self.io(self._describe(name))
+
+    async def _file(self, name: str, file: str) -> tuple[str, dict[str, Any]]:
+        json_path = self.json_path(name)
+        if file != MODEL_JSON and file not in self._served.get(json_path, ()):
+            # a file is served only if some model.json of the bundle named it;
+            # whether it still exists is up to the store (checked below)
+            try:
+                info = await self.fs._info(json_path)
+            except FileNotFoundError:
+                raise ModelNotFoundError(f"no model named {name!r}") from None
+            summary = await self._summary(name, {**info, "name": json_path}, {})
+            names = self._shard_paths(summary)
+            self._served.setdefault(json_path, set()).update(names)
+            if file not in names:
+                raise ModelNotFoundError(f"model {name!r} has no weight file {file!r}")
+        path = posixpath.join(self.folder(name), file)
+        try:
+            info = await self.fs._info(path)
+        except FileNotFoundError:
+            raise ModelNotFoundError(f"model {name!r} has no file {file!r}") from None
+        if info.get("type") != "file":
+            raise ModelNotFoundError(f"model {name!r} has no file {file!r}")
+        return path, dict(info)
+
+    async def file(self, name: str, file: str) -> tuple[str, dict[str, Any]]:
+        """Inner path and fsspec info of a bundle file (model.json or a listed shard).
+
+        Raises
+        ------
+        ModelNotFoundError
+            No such bundle, or *file* is not one of its files.
+        """
+        check_name(name)
+        return await self.io(self._file(name, file))
+
+    async def model_json(self, name: str) -> bytes:
+        """The bytes of bundle *name*'s model.json.
+
+        Raises
+        ------
+        ModelNotFoundError
+        UnsafePathError
+        """
+        try:
+            return await self.io(self.fs._cat_file(self.json_path(name)))
+        except FileNotFoundError:
+            raise ModelNotFoundError(f"no model named {name!r} in {self.label}") from None
+
+    async def exists(self, name: str) -> bool:
+        """Whether bundle *name* (its model.json) exists."""
+        return await self.io(self.fs._exists(self.json_path(name)))
+
+    async def read(self, path: str, start: int | None, end: int | None) -> bytes:
+        """Bytes ``[start, end)`` of the file at inner *path* (None: from the start/to the end)."""
+        return await self.io(self.fs._cat_file(path, start=start, end=end))
+
+    # ------------------------------------------------------------- writing
+
+    async def _save(
+        self, name: str, artifacts: ModelArtifacts, spool_path: str | None, overwrite: bool
+    ) -> SaveResult:
+        folder = self.folder(name)
+        if self.shard_size:
+            plan = plan_bundle(artifacts, "converter", shard_size=self.shard_size)
+        else:
+            plan = plan_bundle(artifacts, "upload")
+        data = memoryview(artifacts.weight_data).cast("B")
+        local = is_local(self.fs)
+
+        async def shard_bytes(shard: ShardPlan) -> Any:
+            if spool_path and not local and shard.start == 0 and shard.end == len(data):
+                return _LocalFile(spool_path, len(data))  # streamed, never read whole
+            return data[shard.start : shard.end]
+
+        def render(groups: list[WeightGroup], json_path: str) -> bytes:
+            return artifacts.to_model_json(groups).dumps()
+
+        json_path, files = await write_bundle(
+            _PutLocalFiles(self.fs), folder, plan, shard_bytes, render, overwrite=overwrite
+        )
+        self._summaries.pop(json_path, None)
+        return SaveResult(artifacts.info(), url=json_path, files=files)
+
+    async def save(
+        self,
+        name: str,
+        artifacts: ModelArtifacts,
+        *,
+        overwrite: bool = True,
+        spool_path: str | None = None,
+    ) -> SaveResult:
+        """Store *artifacts* as bundle *name*, atomically, under the name's lock.
+
+        Parameters
+        ----------
+        name : str
+        artifacts : ModelArtifacts
+        overwrite : bool
+            Replace an existing bundle (readers never see a mix); when False
+            an existing bundle raises :class:`~tfjsfs.errors.BundleExistsError`.
+        spool_path : str, optional
+            A local file holding exactly ``artifacts.weight_data``; a
+            single-file bundle is then streamed from it to remote stores.
+        """
+        check_name(name)
+        async with self.lock(name):
+            return await self.io(self._save(name, artifacts, spool_path, overwrite))
+
+    async def _delete(self, name: str) -> BundleSummary:
+        summary = await self._describe(name)
+        await self.fs._rm_file(summary.json_path)  # the bundle is gone from here on
+        folder = self.folder(name)
+        for path in self._shard_paths(summary):
+            with contextlib.suppress(FileNotFoundError):
+                await self.fs._rm_file(posixpath.join(folder, path))
+        self._summaries.pop(summary.json_path, None)
+        with contextlib.suppress(Exception):
+            self.fs.invalidate_cache(folder)
+        if is_local(self.fs):
+            with contextlib.suppress(OSError):
+                await self.fs._rmdir(folder)  # only when empty
+        return summary
+
+    async def delete(self, name: str) -> BundleSummary:
+        """Remove bundle *name*: model.json first, then its weight files.
+
+        Only the bundle's own files go; other files and nested bundles stay.
+        """
+        check_name(name)
+        async with self.lock(name):
+            return await self.io(self._delete(name))
+
+
+def _is_listable(name: str) -> bool:
+    try:
+        check_name(name)
+    except UnsafePathError:
+        return False
+    return True
+
+
+class _LazyFiles(dict):
+    """``{relative path: size}`` of a bundle folder, looked up in the one listing."""
+
+    def __init__(self, folders: Mapping[str, Mapping[str, int]], name: str):
+        super().__init__(folders.get(name, {}))
+        self._folders = folders
+        self._name = name
+
+    def get(self, key: str, default: Any = None) -> Any:
+        if "/" not in key:
+            return super().get(key, default)
+        sub, base = posixpath.split(key)
+        return self._folders.get(posixpath.join(self._name, sub), {}).get(base, default)

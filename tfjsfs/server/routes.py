@@ -1,0 +1,389 @@
+"""The model server's routes: list, describe, serve, receive and delete bundles.
+
+=================================  ==============================================
+``GET /``                          a page listing the models (:mod:`.pages`)
+``GET /models``                    ``{"store", "models": [...]}``, every bundle
+                                   with its ``ModelArtifactsInfo``
+``POST|PUT /models/{name}``        TF.js's upload (``model.save(url)``): the
+                                   multipart form with ``model.json`` and
+                                   ``model.weights.bin``; validated completely,
+                                   then stored as a bundle; replies with the
+                                   ``ModelArtifactsInfo`` (201 new, 200 replaced;
+                                   ``If-None-Match: *`` makes it create-only)
+``GET /models/{name}``             the model's description: topology summary,
+                                   weights (shapes, dtypes), files (JSON, or an
+                                   HTML page for browsers)
+``GET /models/{name}/model.json``  the bundle's files for ``tf.loadLayersModel``,
+``GET /models/{name}/<shard>``     with ``Range``, ``ETag``/``If-None-Match``,
+                                   ``Content-Length`` and ``Cache-Control``
+``DELETE /models/{name}``          remove the bundle (model.json first)
+=================================  ==============================================
+
+The handlers read the store from ``app[STORE_KEY]`` and their limits from
+``app[CONFIG_KEY]``; :func:`add_routes` adds them to an application.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import posixpath
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import hdrs, web
+
+from .._util.entries import entity_tag
+from ..errors import BundleExistsError, ModelNotFoundError, TransferError, UnsafePathError
+from .middleware import json_error, public
+from .modelstore import MODEL_JSON, BundleSummary, ModelStore, check_name, topology_summary
+from .pages import index_html, model_html, page, quote_name
+from .upload import DEFAULT_MAX_JSON_BYTES, DEFAULT_SPOOL_MEMORY, read_upload
+
+__all__ = [
+    "CONFIG_KEY",
+    "DEFAULT_MAX_UPLOAD_BYTES",
+    "STORE_KEY",
+    "ServerConfig",
+    "add_routes",
+    "byte_range",
+    "content_tag",
+]
+
+#: Largest upload accepted by default (TF.js itself cannot build larger bodies).
+DEFAULT_MAX_UPLOAD_BYTES = 2 * 1024**3
+#: Bytes read from the store per step when sending a file.
+STREAM_CHUNK = 4 * 1024 * 1024
+CACHE_CONTROL = "no-cache"
+
+log = logging.getLogger("tfjsfs.server.app")
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Settings the request handlers read (``app[CONFIG_KEY]``)."""
+
+    token: str | None = None
+    read_token: str | None = None
+    max_upload_bytes: int | None = DEFAULT_MAX_UPLOAD_BYTES
+    max_json_bytes: int = DEFAULT_MAX_JSON_BYTES
+    spool_memory: int = DEFAULT_SPOOL_MEMORY
+    spool_dir: str | None = None
+
+
+STORE_KEY = web.AppKey("tfjsfs_store", ModelStore)
+CONFIG_KEY = web.AppKey("tfjsfs_server_config", ServerConfig)
+
+
+# ------------------------------------------------------------------ replies
+
+
+def _base(request: web.Request) -> str:
+    return str(request.url.origin())
+
+
+def _model_url(request: web.Request, name: str, file: str | None = None) -> str:
+    url = f"{_base(request)}/models/{quote_name(name)}"
+    return f"{url}/{quote_name(file)}" if file else url
+
+
+def _wants_html(request: web.Request) -> bool:
+    if request.query.get("format") == "json":
+        return False
+    return "text/html" in request.headers.get(hdrs.ACCEPT, "")
+
+
+def _entry(request: web.Request, s: BundleSummary) -> dict[str, Any]:
+    doc = s.doc
+    out: dict[str, Any] = {
+        "name": s.name,
+        "url": _model_url(request, s.name),
+        "modelUrl": _model_url(request, s.name, MODEL_JSON),
+        "format": s.format,
+        "generatedBy": doc.generated_by if doc else None,
+        "convertedBy": doc.converted_by if doc else None,
+        "weightCount": s.weight_count,
+        "weightBytes": s.weight_bytes,
+        "size": s.size,
+        "fileCount": 1 + len(s.shard_sizes),
+        "complete": s.error is None and not s.missing,
+        "modelArtifactsInfo": s.info.to_json(),
+    }
+    if s.error:
+        out["error"] = s.error
+    if s.missing:
+        out["missingFiles"] = s.missing
+    return out
+
+
+def _description(request: web.Request, s: BundleSummary) -> dict[str, Any]:
+    out = _entry(request, s)
+    doc = s.doc
+    out["topology"] = topology_summary(doc) if doc else {"kind": "unknown"}
+    weights = []
+    for spec in doc.weight_specs if doc else ():
+        item: dict[str, Any] = {
+            "name": spec.name,
+            "shape": list(spec.shape),
+            "dtype": spec.dtype,
+            "bytes": spec.byte_length,
+        }
+        if spec.group is not None:
+            item["group"] = spec.group
+        if spec.quantization is not None:
+            item["quantization"] = spec.quantization.to_json()
+        weights.append(item)
+    out["weights"] = weights
+    files = [{"path": MODEL_JSON, "size": s.json_size, "url": out["modelUrl"]}]
+    for path, size in s.shard_sizes.items():
+        files.append({"path": path, "size": size, "url": _model_url(request, s.name, path)})
+    out["files"] = files
+    return out
+
+
+# ----------------------------------------------------------------- handlers
+
+
+async def index(request: web.Request) -> web.Response:
+    """``GET /``: the human page."""
+    store = request.app[STORE_KEY]
+    summaries = await store.list()
+    return page("TF.js models", index_html(_base(request), store.label, summaries))
+
+
+async def list_models(request: web.Request) -> web.Response:
+    """``GET /models``: every bundle with its info."""
+    store = request.app[STORE_KEY]
+    summaries = await store.list()
+    return web.json_response(
+        {"store": store.label, "models": [_entry(request, s) for s in summaries]}
+    )
+
+
+async def get_model(request: web.Request) -> web.StreamResponse:
+    """``GET /models/{name}`` (description) and ``GET /models/{name}/{file}``."""
+    store = request.app[STORE_KEY]
+    tail = request.match_info["tail"]
+    parent, last = posixpath.split(tail.rstrip("/"))
+    if not tail.endswith("/") and (last.endswith((".json", ".bin"))):
+        return await _send_file(request, store, parent, last)
+    name = tail.rstrip("/")
+    try:
+        summary = await store.describe(name)
+    except ModelNotFoundError:
+        if parent and not tail.endswith("/"):
+            with contextlib.suppress(ModelNotFoundError, UnsafePathError):
+                return await _send_file(request, store, parent, last)  # legacy shard names
+        raise
+    description = _description(request, summary)
+    if _wants_html(request):
+        return page(f"{summary.name} · TF.js model", model_html(description))
+    return web.json_response(description)
+
+
+async def put_model(request: web.Request) -> web.Response:
+    """``POST``/``PUT /models/{name}``: receive TF.js's upload and store it."""
+    store = request.app[STORE_KEY]
+    config = request.app[CONFIG_KEY]
+    name = check_name(request.match_info["tail"])
+    create_only = request.headers.get(hdrs.IF_NONE_MATCH, "").strip() == "*"
+    upload = await read_upload(
+        request.headers,
+        request.content,
+        max_bytes=config.max_upload_bytes,
+        max_json_bytes=config.max_json_bytes,
+        spool_memory=config.spool_memory,
+        spool_dir=config.spool_dir,
+    )
+    with upload:
+        existed = await store.exists(name)
+        try:
+            result = await store.save(
+                name, upload.artifacts, overwrite=not create_only, spool_path=upload.spool.path
+            )
+        except BundleExistsError:
+            return json_error(412, f"model {name!r} already exists (If-None-Match: *)", "exists")
+        weights = len(upload.artifacts.weight_specs)
+        nbytes = upload.weight_bytes
+    files = [posixpath.relpath(f, store.folder(name)) for f in result.files]
+    log.info(
+        "stored model %r: %d weights, %d weight bytes, files %s", name, weights, nbytes, files
+    )
+    url = _model_url(request, name)
+    body = {
+        "name": name,
+        "url": url,
+        "modelUrl": _model_url(request, name, MODEL_JSON),
+        "files": files,
+        "replaced": existed,
+        "modelArtifactsInfo": result.model_artifacts_info.to_json(),
+    }
+    return web.json_response(body, status=200 if existed else 201, headers={hdrs.LOCATION: url})
+
+
+async def delete_model(request: web.Request) -> web.Response:
+    """``DELETE /models/{name}``."""
+    store = request.app[STORE_KEY]
+    name = check_name(request.match_info["tail"])
+    summary = await store.delete(name)
+    log.info("deleted model %r", name)
+    return web.json_response(
+        {"name": name, "deleted": True, "modelArtifactsInfo": summary.info.to_json()}
+    )
+
+
+@public
+async def favicon(request: web.Request) -> web.Response:
+    """No icon (keeps browser consoles and access logs free of 404s)."""
+    return web.Response(status=204)
+
+
+def add_routes(app: web.Application) -> None:
+    """Add the model routes to *app* (which holds ``STORE_KEY`` and ``CONFIG_KEY``)."""
+    router = app.router
+    router.add_get("/", index)
+    router.add_get("/favicon.ico", favicon)
+    router.add_get("/models", list_models)
+    router.add_get("/models/", list_models)
+    models = router.add_resource("/models/{tail:.+}")
+    models.add_route(hdrs.METH_GET, get_model)
+    models.add_route(hdrs.METH_HEAD, get_model)
+    models.add_route(hdrs.METH_POST, put_model)
+    models.add_route(hdrs.METH_PUT, put_model)
+    models.add_route(hdrs.METH_DELETE, delete_model)
+
+
+# ------------------------------------------------------------------- files
+
+
+def _etag_matches(header: str, etag: str) -> bool:
+    if header.strip() == "*":
+        return True
+    opaque = etag.removeprefix("W/")
+    return any(t.strip().removeprefix("W/") == opaque for t in header.split(","))
+
+
+def byte_range(header: str, size: int) -> tuple[int, int] | str | None:
+    """Parse a ``Range`` header for a file of *size* bytes.
+
+    Returns
+    -------
+    (int, int), "unsatisfiable" or None
+        ``(start, end)`` (end exclusive) for one satisfiable byte range;
+        ``"unsatisfiable"`` for a range past the end; None when the header
+        should be ignored (other units, several ranges, malformed).
+    """
+    unit, _, spec = header.partition("=")
+    if unit.strip().lower() != "bytes" or "," in spec:
+        return None
+    first, dash, last = spec.strip().partition("-")
+    if not dash:
+        return None
+    try:
+        if not first:
+            count = int(last)
+            if count <= 0 or not size:
+                return "unsatisfiable"
+            return max(0, size - count), size
+        start = int(first)
+        stop = int(last) + 1 if last else size
+    except ValueError:
+        return None
+    if start < 0 or (last and stop <= start):
+        return None
+    if start >= size:
+        return "unsatisfiable"
+    return start, min(stop, size)
+
+
+def content_tag(data: bytes) -> str:
+    """A strong ETag from the bytes themselves."""
+    return '"b2-' + hashlib.blake2b(data, digest_size=12).hexdigest() + '"'
+
+
+async def _send_file(
+    request: web.Request, store: ModelStore, name: str, file: str
+) -> web.StreamResponse:
+    path, info = await store.file(name, file)
+    size = int(info.get("size") or 0)
+    content = None
+    if size <= STREAM_CHUNK:
+        # small files (model.json) are read whole: size and tag match what is sent
+        # even when the file is replaced meanwhile
+        content = await store.read(path, None, None)
+        size = len(content)
+        etag = content_tag(content)
+    else:
+        etag = entity_tag(info)
+    headers = {
+        hdrs.CACHE_CONTROL: CACHE_CONTROL,
+        hdrs.ACCEPT_RANGES: "bytes",
+        hdrs.CONTENT_TYPE: "application/json"
+        if file.endswith(".json")
+        else "application/octet-stream",
+    }
+    if etag:
+        headers[hdrs.ETAG] = etag
+    inm = request.headers.get(hdrs.IF_NONE_MATCH)
+    if etag and inm and _etag_matches(inm, etag):
+        headers.pop(hdrs.CONTENT_TYPE)
+        return web.Response(status=304, headers=headers)
+    start, end, status = 0, size, 200
+    rng = request.headers.get(hdrs.RANGE)
+    if_range = request.headers.get(hdrs.IF_RANGE)
+    if rng and (if_range is None or (etag is not None and if_range.strip() == etag)):
+        parsed = byte_range(rng, size)
+        if parsed == "unsatisfiable":
+            return json_error(
+                416,
+                f"range {rng!r} is outside {file} ({size} bytes)",
+                "range-not-satisfiable",
+                {hdrs.CONTENT_RANGE: f"bytes */{size}"},
+            )
+        if parsed is not None:
+            start, end = parsed
+            status = 206
+            headers[hdrs.CONTENT_RANGE] = f"bytes {start}-{end - 1}/{size}"
+    response = web.StreamResponse(status=status, headers=headers)
+    response.content_length = end - start
+    await response.prepare(request)
+    if request.method == hdrs.METH_HEAD or end == start:
+        await response.write_eof()
+    elif content is not None:
+        await response.write(content[start:end])
+        await response.write_eof()
+    else:
+        await _stream(response, store, path, start, end)
+    return response
+
+
+async def _stream(
+    response: web.StreamResponse, store: ModelStore, path: str, start: int, end: int
+) -> None:
+    """Send bytes ``[start, end)`` of *path*, reading the next chunk while writing."""
+
+    def read(pos: int) -> asyncio.Future:
+        return asyncio.ensure_future(store.read(path, pos, min(end, pos + STREAM_CHUNK)))
+
+    pos = start
+    pending: asyncio.Future | None = read(pos)
+    try:
+        while pending is not None:
+            data = await pending
+            want = min(end, pos + STREAM_CHUNK) - pos
+            if len(data) != want:
+                raise TransferError(
+                    f"{path} changed while being sent: expected {want} bytes at {pos}, "
+                    f"got {len(data)}"
+                )
+            pos += len(data)
+            pending = read(pos) if pos < end else None
+            await response.write(data)
+    except BaseException:
+        if pending is not None:
+            pending.cancel()
+        response.force_close()
+        raise
+    await response.write_eof()
