@@ -1,12 +1,14 @@
-"""Bounded concurrency that fails fast with the original exception."""
+"""Bounded concurrency that fails fast, and the one way sync twins run coroutines."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Iterable
-from typing import TypeVar
+from collections.abc import Awaitable, Coroutine, Iterable
+from typing import Any, TypeVar
 
-__all__ = ["gather_bounded"]
+from fsspec.asyn import get_loop, sync
+
+__all__ = ["gather_bounded", "run_sync"]
 
 T = TypeVar("T")
 
@@ -36,3 +38,13 @@ async def gather_bounded(aws: Iterable[Awaitable[T]], limit: int | None) -> list
             first = first.exceptions[0]
         raise first from None
     return [t.result() for t in tasks]
+
+
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    """Run *coro* on fsspec's IO loop and return its result: how every sync twin runs.
+
+    The loop is fsspec's shared one, so sync calls reuse the inner filesystems'
+    sessions; calling from inside a running event loop raises fsspec's
+    ``NotImplementedError`` (use the ``_async`` twin there).
+    """
+    return sync(get_loop(), lambda: coro)

@@ -13,10 +13,11 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections.abc import Iterator
+from typing import Any
 
 from fsspec.callbacks import DEFAULT_CALLBACK, Callback
 
-__all__ = ["progress_callback", "watched"]
+__all__ = ["progress_callback", "tqdm_callback", "watched"]
 
 
 def watched() -> bool:
@@ -28,20 +29,33 @@ def watched() -> bool:
         return False
 
 
-def _tqdm_callback(desc: str) -> Callback | None:
-    try:
-        from fsspec.callbacks import TqdmCallback
+def tqdm_callback(
+    desc: str, unit: str = "B", *, leave: bool = False, file: Any = None
+) -> Callback | None:
+    """A tqdm bar as an fsspec callback, or None when tqdm is not installed.
 
-        return TqdmCallback(
-            tqdm_kwargs={
-                "desc": desc,
-                "unit": "B",
-                "unit_scale": True,
-                "unit_divisor": 1024,
-                "leave": False,
-                "dynamic_ncols": True,
-            }
-        )
+    Parameters
+    ----------
+    desc : str
+        The bar's label.
+    unit : str
+        ``"B"`` counts bytes (scaled, 1024-based); anything else counts items.
+    leave : bool
+        Keep the finished bar on screen.
+    file : file object, optional
+        Where the bar is drawn (tqdm's default: stderr).
+    """
+    try:
+        from fsspec.callbacks import TqdmCallback  # tqdm is optional (the "cli" extra)
+    except ImportError:
+        return None
+    kwargs: dict[str, Any] = {"desc": desc, "unit": unit, "leave": leave, "dynamic_ncols": True}
+    if unit == "B":
+        kwargs.update(unit_scale=True, unit_divisor=1024)
+    if file is not None:
+        kwargs["file"] = file
+    try:
+        return TqdmCallback(tqdm_kwargs=kwargs)
     except ImportError:
         return None
 
@@ -69,7 +83,7 @@ def progress_callback(
         return
     bar = None
     if progress or (progress is None and watched()):
-        bar = _tqdm_callback(desc)
+        bar = tqdm_callback(desc)
     if bar is None:
         yield DEFAULT_CALLBACK
         return

@@ -14,10 +14,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from fsspec.asyn import get_loop, sync
 from fsspec.callbacks import NoOpCallback
 
+from .._util.concurrency import run_sync
 from .._util.options import parse_options, parse_size
+from .._util.progress import tqdm_callback
 from ..errors import CLIError, ModelNotFoundError
 from ..format.manifest import ModelJSON
 from ..format.summary import human_size as fmt
@@ -89,15 +90,7 @@ def progress(args: argparse.Namespace, desc: str, unit: str = "B") -> Any:
 
     if not _show_progress(args):
         return NoOpCallback()
-    try:
-        from fsspec.callbacks import TqdmCallback
-
-        kwargs = {"desc": desc, "unit": unit, "leave": True, "file": sys.stderr}
-        if unit == "B":
-            kwargs.update(unit_scale=True, unit_divisor=1024)
-        return TqdmCallback(tqdm_kwargs=kwargs)
-    except ImportError:  # tqdm is the "cli" extra
-        return NoOpCallback()
+    return tqdm_callback(desc, unit, leave=True, file=sys.stderr) or NoOpCallback()
 
 
 def _short(url: str) -> str:
@@ -137,7 +130,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
     """``tfjsfs ls``: models under a prefix with their summaries."""
 
     fs, path = resolve(args.prefix, **_opts(args))
-    bundles = sync(get_loop(), find_bundles, fs, path, args.prefix)
+    bundles = run_sync(find_bundles(fs, path, args.prefix))
     records = []
     for b in bundles:
         rec: dict[str, Any] = {"url": b.url, "error": b.error}
@@ -201,7 +194,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         listing = {norm(e["name"].rstrip("/")): e for e in entries}
         return json_path, doc, BundleListing(args.url, json_path, listing, doc=doc).info()
 
-    json_path, doc, info = sync(get_loop(), read)
+    json_path, doc, info = run_sync(read())
     summary = summarize(doc)
     if args.json:
         _dump_json(

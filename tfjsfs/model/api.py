@@ -14,9 +14,9 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from fsspec.asyn import get_loop, sync
 from fsspec.callbacks import DEFAULT_CALLBACK, Callback
 
+from .._util.concurrency import run_sync
 from .._util.progress import progress_callback
 from ..errors import (
     ManifestError,
@@ -50,10 +50,6 @@ async def _call(method: Callable[..., Any], *args: Any) -> Any:
     if inspect.isawaitable(result):
         result = await result
     return result
-
-
-def _run(coro: Any) -> Any:
-    return sync(get_loop(), lambda: coro)
 
 
 # ---------------------------------------------------------------- loading
@@ -170,7 +166,7 @@ def _artifacts_from(bundle: Bundle, buffer: np.ndarray) -> ModelArtifacts:
 
 
 def load_model(url: Any, **options: Any) -> ModelArtifacts:
-    return _run(load_model_async(url, **options))
+    return run_sync(load_model_async(url, **options))
 
 
 load_model.__doc__ = (
@@ -252,7 +248,7 @@ async def load_weights_async(
 def load_weights(
     url: Any, names: Sequence[str] | None = None, **options: Any
 ) -> dict[str, np.ndarray]:
-    return _run(load_weights_async(url, names, **options))
+    return run_sync(load_weights_async(url, names, **options))
 
 
 load_weights.__doc__ = (
@@ -365,7 +361,7 @@ def save_model(artifacts: ModelArtifacts, url: Any, **options: Any) -> SaveResul
     -------
     SaveResult
     """
-    return _run(save_model_async(artifacts, url, **options))
+    return run_sync(save_model_async(artifacts, url, **options))
 
 
 def requantize(artifacts: ModelArtifacts, quantize: str | Mapping[str, Any]) -> ModelArtifacts:

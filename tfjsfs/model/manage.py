@@ -28,11 +28,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from fsspec.asyn import get_loop, sync
 from fsspec.callbacks import DEFAULT_CALLBACK, Callback
 from fsspec.implementations.memory import MemoryFileSystem
 
-from .._util.concurrency import gather_bounded
+from .._util.concurrency import gather_bounded, run_sync
 from .._util.entries import modified_time
 from ..errors import (
     BundleExistsError,
@@ -68,10 +67,6 @@ __all__ = [
 #: model JSON files read at once while listing.
 DEFAULT_LIST_CONCURRENCY = 16
 _HTTP = ("http://", "https://", "tfjs+http://", "tfjs+https://")
-
-
-def _run(coro: Any) -> Any:
-    return sync(get_loop(), lambda: coro)
 
 
 # ---------------------------------------------------------------- discovery
@@ -279,7 +274,7 @@ def list_models(
     >>> list_models("s3://bucket/models/")  # doctest: +SKIP
     {'s3://bucket/models/mnist': ModelArtifactsInfo(...), ...}
     """
-    return _run(list_models_async(prefix, on_error=on_error, **storage_options))
+    return run_sync(list_models_async(prefix, on_error=on_error, **storage_options))
 
 
 # ------------------------------------------------------------------ copying
@@ -431,7 +426,7 @@ def copy_model(src: Any, dst: Any, **options: Any) -> SaveResult:
     TransferError
         What was read back differs from what was written (nothing published).
     """
-    return _run(copy_model_async(src, dst, **options))
+    return run_sync(copy_model_async(src, dst, **options))
 
 
 async def move_model_async(src: Any, dst: Any, **options: Any) -> SaveResult:
@@ -459,7 +454,7 @@ def move_model(src: Any, dst: Any, **options: Any) -> SaveResult:
     -------
     SaveResult
     """
-    return _run(move_model_async(src, dst, **options))
+    return run_sync(move_model_async(src, dst, **options))
 
 
 # ----------------------------------------------------------------- removing
@@ -559,9 +554,9 @@ def remove_model(url: Any, *, dry_run: bool = False, **storage_options: Any) -> 
     ManifestError
         model.json cannot be parsed (nothing is deleted).
     """
-    return _run(remove_model_async(url, dry_run=dry_run, **storage_options))
+    return run_sync(remove_model_async(url, dry_run=dry_run, **storage_options))
 
 
 def remove_model_files(url: Any, **storage_options: Any) -> list[str]:
     """Inner paths :func:`remove_model` would delete, model.json first."""
-    return _run(_remove(url, True, storage_options))[1]
+    return run_sync(_remove(url, True, storage_options))[1]

@@ -30,7 +30,7 @@ from .._util.concurrency import gather_bounded
 from .._util.entries import modified_time, version_key
 from ..errors import ManifestError, ModelNotFoundError, UnsafePathError
 from ..format.artifacts import ModelArtifacts, ModelArtifactsInfo, SaveResult
-from ..format.layouts import DEFAULT_SHARD_SIZE, ShardPlan, plan_bundle
+from ..format.layouts import DEFAULT_SHARD_SIZE, MODEL_JSON, ShardPlan, plan_bundle
 from ..format.manifest import ModelJSON, WeightGroup, check_shard_path
 from ..io.resolve import resolve
 from ..io.writer import is_local, write_bundle
@@ -44,7 +44,6 @@ __all__ = [
     "without_credentials",
 ]
 
-MODEL_JSON = "model.json"
 MAX_NAME_LENGTH = 1024
 MAX_SEGMENT_LENGTH = 255
 READ_CONCURRENCY = 16
