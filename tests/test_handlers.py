@@ -7,7 +7,7 @@ import pytest
 
 import tfjsfs
 from tfjsfs.errors import HandlerNotFoundError
-from tfjsfs.model import api
+from tfjsfs.model import handlers
 
 
 class DictStore:
@@ -50,9 +50,9 @@ class AsyncHandler:
 
 @pytest.fixture
 def routers():
-    saved = list(api._routers)
+    saved = list(handlers._routers)
     yield
-    api._routers[:] = saved
+    handlers._routers[:] = saved
 
 
 def artifacts():

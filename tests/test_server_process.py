@@ -1,4 +1,4 @@
-"""``python -m tfjsfs.server.app`` as a real process: SIGKILL in the middle of an
+"""``python -m tfjsfs.server`` as a real process: SIGKILL in the middle of an
 upload (while receiving, and while writing to an S3 store) leaves no visible
 bundle; SIGTERM finishes the upload in flight, then exits; access log.
 """

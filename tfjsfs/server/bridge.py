@@ -141,7 +141,7 @@ def _store(
     if isinstance(store, (str, os.PathLike)):
         return ModelStore(os.fspath(store), storage_options, reshard=reshard)
     raise TypeError(
-        f"store must be a URL or a tfjsfs.server.modelstore.ModelStore, not {type(store).__name__}"
+        f"store must be a URL or a ModelStore (tfjsfs.server), not {type(store).__name__}"
     )
 
 
