@@ -104,3 +104,18 @@ def test_module_entry_points_run(module):
     )
     assert out.returncode == 0, out.stderr
     assert "usage:" in out.stdout
+
+
+def test_a_local_load_imports_no_http_client(tmp_path):
+    import numpy as np
+
+    artifacts = tfjsfs.ModelArtifacts.from_weights(
+        {"w": np.arange(6, dtype="float32").reshape(2, 3)}
+    )
+    tfjsfs.save_model(artifacts, str(tmp_path / "m"))
+    loaded = _fresh(
+        "import json, sys, tfjsfs\n"
+        f"w = tfjsfs.load_weights({str(tmp_path / 'm')!r})['w']\n"
+        "print(json.dumps([w.tolist(), 'aiohttp' in sys.modules]))"
+    )
+    assert loaded == [[[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]], False]

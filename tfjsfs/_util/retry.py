@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import random
+import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -76,10 +77,7 @@ def is_transient(exc: BaseException) -> bool:
         return False
     if isinstance(exc, (TimeoutError, asyncio.TimeoutError, ConnectionError)):
         return True
-    try:
-        import aiohttp
-    except ImportError:  # pragma: no cover - aiohttp is a dependency
-        aiohttp = None
+    aiohttp = sys.modules.get("aiohttp")  # an aiohttp error implies aiohttp is loaded
     if aiohttp is not None:
         if isinstance(exc, aiohttp.ClientResponseError):
             return exc.status in _TRANSIENT_STATUS

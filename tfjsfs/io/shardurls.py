@@ -22,6 +22,7 @@ from typing import Any
 import fsspec
 
 from .._util.concurrency import gather_bounded
+from .._util.urls import is_http as is_http_protocol
 from ..errors import ManifestError
 from ..format.manifest import ModelJSON, check_shard_path
 from .resolve import as_async
@@ -77,10 +78,11 @@ def folder_of(json_path: str) -> str:
 
 
 def is_http(fs: Any) -> bool:
-    """Whether *fs* is fsspec's HTTP filesystem (whose paths are URLs)."""
-    from fsspec.implementations.http import HTTPFileSystem
+    """Whether *fs* is an HTTP filesystem (whose paths are URLs), by its protocols.
 
-    return isinstance(fs, HTTPFileSystem)
+    No import of fsspec's HTTP module (and so of aiohttp) for local loads.
+    """
+    return any(is_http_protocol(p) for p in _protocols(fs))
 
 
 def http_request_kwargs(fs: Any, headers: Mapping[str, str]) -> dict[str, Any]:
