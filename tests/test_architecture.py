@@ -109,9 +109,8 @@ def test_module_entry_points_run(module):
 def test_a_local_load_imports_no_http_client(tmp_path):
     import numpy as np
 
-    artifacts = tfjsfs.ModelArtifacts.from_weights(
-        {"w": np.arange(6, dtype="float32").reshape(2, 3)}
-    )
+    weights = {"w": np.arange(6, dtype="float32").reshape(2, 3)}
+    artifacts = tfjsfs.ModelArtifacts.from_weights({}, weights)
     tfjsfs.save_model(artifacts, str(tmp_path / "m"))
     loaded = _fresh(
         "import json, sys, tfjsfs\n"
