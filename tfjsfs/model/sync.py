@@ -328,6 +328,7 @@ class _Plan:
     groups: list[list[_Move]] = field(default_factory=list)
     live_raw: bytes | None = None
     live_paths: set[str] = field(default_factory=set)
+    stale: list[str] = field(default_factory=list)
 
 
 class _Context:
@@ -554,8 +555,8 @@ async def _send(ctx: _Context, plan: _Plan, move: _Move) -> None:
 
 
 async def _apply(ctx: _Context, plan: _Plan) -> None:
-    """Send a planned model's shards, publish its model.json, delete what it replaced."""
-    item, result = plan.item, plan.result
+    """Send a planned model's shards, publish its model.json, note what it replaced."""
+    item = plan.item
     dfs, dfolder = ctx.dfs, posixpath.dirname(item.dst_json)
     await dfs._makedirs(dfolder, exist_ok=True)
     await gather_bounded((_send(ctx, plan, m) for m in plan.moves if m.send), ctx.opts.concurrency)
@@ -575,27 +576,27 @@ async def _apply(ctx: _Context, plan: _Plan) -> None:
         rel = _rel(dfolder, path)
         if rel not in keep and _TAGGED.match(posixpath.basename(rel)) and _untagged(rel) in bases:
             stale.add(rel)
-    for rel in sorted(stale):
-        path = posixpath.join(dfolder, rel)
-        try:
-            await dfs._rm_file(path)
-        except FileNotFoundError:
-            continue
-        result.removed.append(path)
-    dfs.invalidate_cache(dfolder)
+    plan.stale = sorted(posixpath.join(dfolder, rel) for rel in stale)
 
 
-async def _sync_one(ctx: _Context, item: _Item) -> ModelSync:
-    try:
-        plan = await _plan(ctx, item)
-        if plan.result.action in (NEW, CHANGED) and not ctx.opts.dry_run:
-            await _apply(ctx, plan)
-    except (TFJSError, OSError, ValueError) as exc:
-        detail = " ".join(str(exc).split()) or type(exc).__name__
-        if not isinstance(exc, TFJSError):
-            detail = f"{type(exc).__name__}: {detail}"
-        return ModelSync(item.name, ERROR, item.src_json, item.dst_json, error=detail)
-    return plan.result
+async def _sweep(ctx: _Context, plans: Sequence[_Plan]) -> None:
+    """Delete the shards only replaced versions used, once every model is published.
+
+    Readers that fetched a previous model.json during the run keep finding
+    its shards until the run ends.
+    """
+    for plan in plans:
+        for path in plan.stale:
+            try:
+                await ctx.dfs._rm_file(path)
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                plan.result.error = f"cannot delete old shard {path}: {exc}"
+                continue
+            plan.result.removed.append(path)
+        if plan.stale:
+            ctx.dfs.invalidate_cache(posixpath.dirname(plan.item.dst_json))
 
 
 # ------------------------------------------------------------------ the job
@@ -654,8 +655,7 @@ def _chunk(items: list[_Item], *, src, dst, s_opts, d_opts, opts) -> list[dict]:
     ctx = _Context(sfs, dfs, opts, DEFAULT_CALLBACK)
 
     async def run() -> list[dict]:
-        done = await gather_bounded((_sync_one(ctx, i) for i in items), DEFAULT_MODEL_CONCURRENCY)
-        return [r.to_json() for r in done]
+        return [r.to_json() for r in await _run_items(ctx, items)]
 
     return sync(get_loop(), run)
 
@@ -709,19 +709,23 @@ async def sync_models_async(
         )
         results = [ModelSync(**row) for row in rows]
     else:
-        plans = await gather_bounded(
-            (_plan_safely(ctx, i) for i in items), DEFAULT_MODEL_CONCURRENCY
-        )
-        callback.set_size(
-            sum(p.result.bytes_sent for p in plans if p.result.action in (NEW, CHANGED))
-        )
-        results = await gather_bounded(
-            (_apply_safely(ctx, p) for p in plans), DEFAULT_MODEL_CONCURRENCY
-        )
+        results = await _run_items(ctx, items)
     if delete:
         results += await _deletions(ctx, dst, droot, {i.name for i in items}, d_opts)
     results.sort(key=lambda m: m.name)
     return SyncReport(results, time.perf_counter() - started, dry_run)
+
+
+async def _run_items(ctx: _Context, items: Sequence[_Item]) -> list[ModelSync]:
+    """Plan every model, then send and publish the changed ones, then sweep."""
+    limit = DEFAULT_MODEL_CONCURRENCY
+    plans = await gather_bounded((_plan_safely(ctx, i) for i in items), limit)
+    todo = [p for p in plans if p.result.action in (NEW, CHANGED)]
+    ctx.callback.set_size(sum(p.result.bytes_sent for p in todo))
+    results = await gather_bounded((_apply_safely(ctx, p) for p in plans), limit)
+    if not ctx.opts.dry_run:
+        await _sweep(ctx, [p for p, r in zip(plans, results, strict=True) if r is p.result])
+    return results
 
 
 async def _plan_safely(ctx: _Context, item: _Item) -> _Plan:
