@@ -498,3 +498,39 @@ def test_kill_9_midway_then_rerun_local_to_s3(tmp_path, s3_server, s3_bucket):
     fs.invalidate_cache()
     leftovers = [p for p in fs.find(s3_bucket) if p.endswith(".bin")]
     assert len(leftovers) == total  # no orphan of the killed run, no old shard
+
+
+# ------------------------------------------------------------------ Dask
+
+
+def test_scheduler_runs_the_diff_and_transfers_on_dask_workers(tmp_path, s3_server, s3_bucket):
+    distributed = pytest.importorskip("distributed")
+    s3 = s3_server.filesystem()
+    s3.pipe({f"{s3_bucket}/models/{k}": v for k, v in sample_files(12).items()})
+    src, dst, opts = f"s3://{s3_bucket}/models", tmp_path / "dst", s3_server.storage_options
+    with distributed.LocalCluster(
+        n_workers=2,
+        threads_per_worker=2,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=None,
+        silence_logs=40,
+    ) as cluster:
+        first = tfjsfs.sync_models(
+            src, str(dst), src_options=opts, scheduler=cluster.scheduler_address
+        )
+        assert (first.count("new"), first.ok) == (12, True)
+        assert first.bytes_sent == sum(p.stat().st_size for p in dst.rglob("*.bin"))
+        changed = tmp_path / "m05"
+        changed.mkdir()
+        for path in s3.find(f"{s3_bucket}/models/m05"):
+            (changed / path.rsplit("/", 1)[1]).write_bytes(s3.cat(path))
+        assert change_tensor(changed, "out/kernel", np.ones((16, 3))) == ["group2-shard1of2.bin"]
+        shard = (changed / "group2-shard1of2.bin").read_bytes()
+        s3.pipe(f"{s3_bucket}/models/m05/group2-shard1of2.bin", shard)
+        again = tfjsfs.sync_models(
+            src, str(dst), src_options=opts, scheduler=cluster.scheduler_address
+        )
+    assert [(m.name, m.sent) for m in again.models if m.action != "unchanged"] == [("m05", 1)]
+    assert tfjsfs.sync_models(src, str(dst), src_options=opts).count("unchanged") == 12
+    same_models(src, str(dst), [f"m{i:02d}" for i in range(12)], opts)
