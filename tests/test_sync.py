@@ -534,3 +534,43 @@ def test_scheduler_runs_the_diff_and_transfers_on_dask_workers(tmp_path, s3_serv
     assert [(m.name, m.sent) for m in again.models if m.action != "unchanged"] == [("m05", 1)]
     assert tfjsfs.sync_models(src, str(dst), src_options=opts).count("unchanged") == 12
     same_models(src, str(dst), [f"m{i:02d}" for i in range(12)], opts)
+
+
+# ------------------------------------------------------------------ rewriting on the way
+
+
+def test_reshard_and_quantize_on_the_way_change_only_with_the_source(tmp_path):
+    """The record lists the source's shards: a rewritten copy is redone only when they change."""
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    write_local(src, sample_files(3))
+    first = tfjsfs.sync_models(str(src), str(dst), shard_size=300, quantize="float16")
+    assert (first.count("new"), first.ok) == (3, True)
+    doc = json.loads((dst / "m01" / "model.json").read_bytes())
+    record = doc["userDefinedMetadata"][SYNC_KEY]
+    assert record["rewrite"] == {"shard_size": 300, "quantize": "float16"}
+    assert sorted(record["sources"]) == sorted(p.name for p in (src / "m01").glob("*.bin"))
+    assert {
+        s["dtype"] for g in doc["weightsManifest"] for s in g["weights"] if "quantization" in s
+    } == {"float32"}
+    sizes = [(dst / "m01" / p).stat().st_size for p in doc["weightsManifest"][0]["paths"]]
+    assert sizes[:-1] == [300] * (len(sizes) - 1)
+    got = tfjsfs.load_weights(str(dst / "m01"))
+    np.testing.assert_allclose(got["dense/kernel"], sample_weights(1)["dense/kernel"], rtol=1e-3)
+    assert_same_weights({"vocab": got["vocab"]}, {"vocab": sample_weights(1)["vocab"]})
+
+    before = snapshot_local(dst)
+    again = tfjsfs.sync_models(str(src), str(dst), shard_size=300, quantize="float16")
+    assert again.count("unchanged") == 3 and snapshot_local(dst) == before
+    change_tensor(src / "m02", "dense/kernel", np.zeros((12, 16)))
+    report = tfjsfs.sync_models(str(src), str(dst), shard_size=300, quantize="float16")
+    assert [(m.name, m.action) for m in report.models] == [
+        ("m00", "unchanged"),
+        ("m01", "unchanged"),
+        ("m02", "changed"),
+    ]
+    assert not tfjsfs.load_weights(str(dst / "m02"))["dense/kernel"].any()
+    other = tfjsfs.sync_models(str(src), str(dst), shard_size=500, quantize="float16")
+    assert other.count("changed") == 3  # other options: every model is redone
+    plain = tfjsfs.sync_models(str(src), str(dst))
+    assert plain.count("changed") == 3
+    same_models(str(src), str(dst), ["m00", "m01", "m02"])

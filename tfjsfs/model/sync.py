@@ -31,6 +31,7 @@ import bisect
 import dataclasses
 import fnmatch
 import hashlib
+import json
 import os
 import posixpath
 import re
@@ -46,7 +47,6 @@ from .._util.concurrency import gather_bounded
 from .._util.entries import content_md5, entity_tag
 from .._util.retry import RetryPolicy, with_retries
 from ..errors import (
-    FormatError,
     ManifestError,
     ShardMissingError,
     TFJSError,
@@ -57,10 +57,10 @@ from ..format.layouts import MODEL_JSON
 from ..format.manifest import ModelJSON, WeightGroup, check_shard_path
 from ..format.summary import human_size
 from ..io.resolve import resolve
-from ..io.transfer import digest, norm
+from ..io.transfer import copy_bundle, digest, norm, open_source
 from ..io.writer import DEFAULT_WRITE_CONCURRENCY, publish
 from . import bulk
-from .manage import find_bundles, remove_model_async
+from .manage import _check_shard_size, find_bundles, remove_model_async
 
 __all__ = [
     "SYNC_KEY",
@@ -329,6 +329,7 @@ class _Plan:
     live_raw: bytes | None = None
     live_paths: set[str] = field(default_factory=set)
     stale: list[str] = field(default_factory=list)
+    sources: dict[str, dict] = field(default_factory=dict)
 
 
 class _Context:
@@ -366,27 +367,29 @@ def _unchanged(rec: dict, live_paths: set[str], item: _Item, opts: _Options) -> 
     stamp = entity_tag(src_entry or {})
     if stamp is None or source.get("stamp") != stamp or source.get("size") != _size(src_entry):
         return False
-    if set(rec["shards"]) != live_paths:
+    shards = rec["shards"]
+    if set(shards) != live_paths or not all(isinstance(r, dict) for r in shards.values()):
         return False
+    sources = rec.get("sources")  # rewritten copies list their sources apart
+    if not isinstance(sources, dict):
+        sources = {str(r.get("source")): r for r in shards.values()}
     sfolder, dfolder = posixpath.dirname(item.src_json), posixpath.dirname(item.dst_json)
-    for drel, r in rec["shards"].items():
-        if not isinstance(r, dict):
+    for rel, r in sources.items():
+        src = item.src_files.get(posixpath.join(sfolder, rel))
+        stamp = entity_tag(src or {})
+        if not isinstance(r, dict) or _size(src) != r.get("size") or stamp is None:
             return False
-        src = item.src_files.get(posixpath.join(sfolder, str(r.get("source"))))
+        if stamp != r.get("stamp"):
+            return False
+    for drel, r in shards.items():
         dst = item.dst_files.get(posixpath.join(dfolder, drel))
-        if (
-            src is None
-            or dst is None
-            or _size(src) != r.get("size")
-            or _size(dst) != r.get("size")
-        ):
+        if dst is None or _size(dst) != r.get("size"):
             return False
-        stamp = entity_tag(src)
-        if stamp is None or stamp != r.get("stamp"):
-            return False
-        md5s = content_md5(src), content_md5(dst)
-        if None not in md5s and md5s[0] != md5s[1]:
-            return False
+        if "source" in r:
+            src = item.src_files.get(posixpath.join(sfolder, str(r["source"])))
+            md5s = content_md5(src or {}), content_md5(dst)
+            if None not in md5s and md5s[0] != md5s[1]:
+                return False
     return True
 
 
@@ -465,7 +468,7 @@ async def _plan(ctx: _Context, item: _Item) -> _Plan:
     plan.raw = await ctx.read("src", item.src_json)
     plan.doc = doc = ModelJSON.parse(plan.raw, item.src_json)
     if ctx.opts.rewrite:
-        return await _plan_rewrite(ctx, plan, rec)
+        return await _plan_rewrite(ctx, plan)
     sfolder = posixpath.dirname(item.src_json)
     by_rel: dict[str, _Move] = {}
     for group in doc.weights_manifest:
@@ -499,9 +502,51 @@ async def _plan(ctx: _Context, item: _Item) -> _Plan:
     return plan
 
 
-async def _plan_rewrite(ctx: _Context, plan: _Plan, rec: dict | None) -> _Plan:
-    """Re-sharded or re-quantized copies: changed as a whole when the source changed."""
-    raise FormatError("sync with re-sharding or re-quantizing is not supported yet")
+async def _plan_rewrite(ctx: _Context, plan: _Plan) -> _Plan:
+    """Re-sharded or re-quantized copies: rewritten whole when the source changed.
+
+    The record lists the source shards (``sources``) apart from the shards
+    written, so the next run can tell an unchanged source without reading it.
+    """
+    item, result = plan.item, plan.result
+    sfolder = posixpath.dirname(item.src_json)
+    for group in plan.doc.weights_manifest:
+        for path in group.paths:
+            rel = _shard_rel(path, item.src_json)
+            entry = item.src_files.get(posixpath.join(sfolder, rel))
+            if _size(entry) is None:
+                raise ShardMissingError(
+                    f"{item.src_json}: weight shard {posixpath.join(sfolder, rel)} "
+                    "is not in the source listing"
+                )
+            plan.sources[rel] = {"size": _size(entry), "stamp": entity_tag(entry)}
+    result.shards = result.sent = len(plan.sources)
+    result.bytes_sent = sum(r["size"] for r in plan.sources.values())  # before rewriting
+    return plan
+
+
+def _record(plan: _Plan, shards: Mapping[str, Any], rewrite: dict | None = None) -> dict:
+    """The sync record of a destination model.json."""
+    entry = plan.item.src_files.get(plan.item.src_json) or {}
+    record = {
+        "version": 1,
+        "source": {
+            "size": len(plan.raw),
+            "stamp": entity_tag(entry),
+            "hash": digest(plan.raw).hex(),
+        },
+        "shards": dict(shards),
+    }
+    if rewrite:
+        record["rewrite"] = rewrite
+        record["sources"] = plan.sources
+    return record
+
+
+def _with_record(doc: ModelJSON, record: dict) -> ModelJSON:
+    meta = dict(doc.user_defined_metadata or {})
+    meta[SYNC_KEY] = record
+    return dataclasses.replace(doc, user_defined_metadata=meta)
 
 
 def _render(plan: _Plan) -> bytes:
@@ -511,19 +556,8 @@ def _render(plan: _Plan) -> bytes:
         WeightGroup(tuple(m.dst_rel for m in moves), g.weights, g.extra)
         for g, moves in zip(doc.weights_manifest, plan.groups, strict=True)
     )
-    entry = plan.item.src_files.get(plan.item.src_json) or {}
-    record = {
-        "version": 1,
-        "source": {
-            "size": len(plan.raw),
-            "stamp": entity_tag(entry),
-            "hash": digest(plan.raw).hex(),
-        },
-        "shards": {m.dst_rel: m.record for m in plan.moves},
-    }
-    meta = dict(doc.user_defined_metadata or {})
-    meta[SYNC_KEY] = record
-    return dataclasses.replace(doc, weights_manifest=groups, user_defined_metadata=meta).dumps()
+    record = _record(plan, {m.dst_rel: m.record for m in plan.moves})
+    return _with_record(dataclasses.replace(doc, weights_manifest=groups), record).dumps()
 
 
 # ------------------------------------------------------------------ applying
@@ -557,6 +591,9 @@ async def _send(ctx: _Context, plan: _Plan, move: _Move) -> None:
 async def _apply(ctx: _Context, plan: _Plan) -> None:
     """Send a planned model's shards, publish its model.json, note what it replaced."""
     item = plan.item
+    if ctx.opts.rewrite:
+        await _apply_rewrite(ctx, plan)
+        return
     dfs, dfolder = ctx.dfs, posixpath.dirname(item.dst_json)
     await dfs._makedirs(dfolder, exist_ok=True)
     await gather_bounded((_send(ctx, plan, m) for m in plan.moves if m.send), ctx.opts.concurrency)
@@ -577,6 +614,34 @@ async def _apply(ctx: _Context, plan: _Plan) -> None:
         if rel not in keep and _TAGGED.match(posixpath.basename(rel)) and _untagged(rel) in bases:
             stale.add(rel)
     plan.stale = sorted(posixpath.join(dfolder, rel) for rel in stale)
+
+
+async def _apply_rewrite(ctx: _Context, plan: _Plan) -> None:
+    """Re-shard or re-quantize the whole model on the way (:func:`copy_bundle`)."""
+    item, rewrite = plan.item, ctx.opts.rewrite
+    source = await open_source(ctx.sfs, item.src_json, policy=ctx.policy)
+
+    def annotate(doc: ModelJSON, sizes: Mapping[str, int]) -> ModelJSON:
+        return _with_record(
+            doc, _record(plan, {k: {"size": n} for k, n in sizes.items()}, rewrite)
+        )
+
+    outcome = await copy_bundle(
+        source,
+        ctx.dfs,
+        posixpath.dirname(item.dst_json),
+        posixpath.basename(item.dst_json),
+        overwrite=plan.live_raw is not None,
+        shard_size=rewrite["shard_size"],
+        quantize=rewrite["quantize"],
+        verify=ctx.opts.verify,
+        concurrency=ctx.opts.concurrency,
+        callback=ctx.callback,
+        annotate=annotate,
+    )
+    plan.result.sent = len(outcome.files) - 1
+    plan.result.shards = plan.result.sent
+    plan.result.bytes_sent = outcome.weight_bytes
 
 
 async def _sweep(ctx: _Context, plans: Sequence[_Plan]) -> None:
@@ -681,9 +746,10 @@ async def sync_models_async(
 ) -> SyncReport:
     """Coroutine twin of :func:`sync_models`."""
     started = time.perf_counter()
+    _check_shard_size(shard_size)
     rewrite = None
-    if shard_size is not None or quantize is not None:
-        rewrite = {"shard_size": shard_size, "quantize": quantize}
+    if shard_size is not None or quantize is not None:  # as JSON stores it in the record
+        rewrite = json.loads(json.dumps({"shard_size": shard_size, "quantize": quantize}))
     opts = _Options(
         dry_run, delete, checksum, verify, tuple(include), tuple(exclude), concurrency, rewrite
     )
