@@ -57,7 +57,7 @@ from ..format.layouts import MODEL_JSON
 from ..format.manifest import ModelJSON, WeightGroup, check_shard_path
 from ..format.summary import human_size
 from ..io.resolve import resolve
-from ..io.transfer import copy_bundle, digest, norm, open_source
+from ..io.transfer import copy_bundle, digest, join, open_source
 from ..io.writer import DEFAULT_WRITE_CONCURRENCY, publish
 from . import bulk
 from .manage import _check_shard_size, find_bundles, remove_model_async
@@ -224,8 +224,7 @@ def _below(files: Mapping[str, dict], names: Sequence[str], folder: str) -> dict
 
 def _shard_rel(path: str, source: str) -> str:
     """A manifest shard path as a clean relative name (query dropped), or UnsafePathError."""
-    rel = check_shard_path(path, source)
-    return norm(rel.split("?", 1)[0].split("#", 1)[0])
+    return join("", check_shard_path(path, source))
 
 
 def _tag(stamp: str | None, size: int, content_hash: str | None = None) -> str:
@@ -457,11 +456,8 @@ async def _plan(ctx: _Context, item: _Item) -> _Plan:
             live = None
         plan.live_paths = _live_paths(live, item.dst_json)
         rec = _record_of(live)
-        if (
-            rec is not None
-            and not ctx.opts.checksum
-            and _unchanged(rec, plan.live_paths, item, ctx.opts)
-        ):
+        fast = not ctx.opts.checksum or ctx.opts.rewrite  # rewrites keep no source hashes
+        if rec is not None and fast and _unchanged(rec, plan.live_paths, item, ctx.opts):
             result.action = UNCHANGED
             result.shards = result.kept = len(rec["shards"])
             return plan
@@ -668,6 +664,7 @@ async def _sweep(ctx: _Context, plans: Sequence[_Plan]) -> None:
 
 
 async def _listing(fs: Any, root: str) -> dict[str, dict]:
+    fs.invalidate_cache(root)  # never trust a listing cached by an earlier run
     try:
         found = await fs._find(root, detail=True)
     except (FileNotFoundError, NotADirectoryError):
@@ -677,6 +674,7 @@ async def _listing(fs: Any, root: str) -> dict[str, dict]:
 
 async def _items(sfs, spath, src, dfs, dpath, opts) -> tuple[list[_Item], list[Any]]:
     """Pair each selected source bundle with its destination entries (two listings)."""
+    sfs.invalidate_cache(spath)
     bundles = await find_bundles(sfs, spath, src, read=False)
     sroot = spath.rstrip("/")
     if len(bundles) == 1 and bundles[0].json_path in (spath, posixpath.join(sroot, MODEL_JSON)):
@@ -834,9 +832,16 @@ def sync_models(src: Any, dst: Any, **options: Any) -> SyncReport:
         excluded models are neither synced nor deleted.
     checksum : bool
         Compare shard bytes (read on both sides) instead of trusting sizes
-        and the stores' identities.
+        and the stores' identities (not for re-sharded or re-quantized copies,
+        which are redone whenever the source's identities change).
     verify : bool
         Read back every shard and model.json written.
+    shard_size : int, optional
+        Re-shard on the way (as :func:`tfjsfs.copy_model`).
+    quantize : str or mapping, optional
+        Re-quantize on the way (as :func:`tfjsfs.copy_model`). With either, a
+        model is rewritten whole, and only when its source changed (or these
+        options did): the record lists the source shards it was made from.
     concurrency : int
         Shards in flight per model.
     callback : fsspec.callbacks.Callback, optional
