@@ -36,7 +36,7 @@ import os
 import posixpath
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -570,9 +570,7 @@ async def _send(ctx: _Context, plan: _Plan, move: _Move) -> None:
     if move.dst_rel is None:
         move.dst_rel = tagged_name(move.rel, _tag(None, move.size, content))
     path = posixpath.join(posixpath.dirname(plan.item.dst_json), move.dst_rel)
-    if "/" in move.dst_rel:
-        await ctx.dfs._makedirs(posixpath.dirname(path), exist_ok=True)
-    await ctx.dfs._pipe_file(path, data)
+    await _in_folder(ctx.dfs, path, lambda: ctx.dfs._pipe_file(path, data))
     move.record["hash"] = content
     if ctx.opts.verify:
         back = await ctx.read("dst", path)
@@ -584,6 +582,19 @@ async def _send(ctx: _Context, plan: _Plan, move: _Move) -> None:
     ctx.callback.relative_update(move.size)
 
 
+async def _in_folder(fs: Any, path: str, write: Callable[[], Awaitable[Any]]) -> None:
+    """Write *path* with ``write()``; on a missing folder make it and write again.
+
+    Object stores need no folders, so they cost no request for one.
+    """
+    try:
+        await write()
+        return
+    except FileNotFoundError:
+        await fs._makedirs(posixpath.dirname(path), exist_ok=True)
+    await write()
+
+
 async def _apply(ctx: _Context, plan: _Plan) -> None:
     """Send a planned model's shards, publish its model.json, note what it replaced."""
     item = plan.item
@@ -591,10 +602,12 @@ async def _apply(ctx: _Context, plan: _Plan) -> None:
         await _apply_rewrite(ctx, plan)
         return
     dfs, dfolder = ctx.dfs, posixpath.dirname(item.dst_json)
-    await dfs._makedirs(dfolder, exist_ok=True)
     await gather_bounded((_send(ctx, plan, m) for m in plan.moves if m.send), ctx.opts.concurrency)
     raw = _render(plan)
-    await publish(dfs, item.dst_json, raw, overwrite=plan.live_raw is not None)
+    overwrite = plan.live_raw is not None
+    await _in_folder(
+        dfs, item.dst_json, lambda: publish(dfs, item.dst_json, raw, overwrite=overwrite)
+    )
     if ctx.opts.verify:
         back = await ctx.read("dst", item.dst_json)
         if back != raw:
