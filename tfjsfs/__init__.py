@@ -48,6 +48,9 @@ _EXPORTS = {
     "move_model_async": "tfjsfs.model.manage",
     "remove_model": "tfjsfs.model.manage",
     "remove_model_async": "tfjsfs.model.manage",
+    "SyncReport": "tfjsfs.model.sync",
+    "sync_models": "tfjsfs.model.sync",
+    "sync_models_async": "tfjsfs.model.sync",
     "TFJSFileSystem": "tfjsfs.fs.core",
     "register": "tfjsfs.fs.registry",
     "register_protocols": "tfjsfs.fs.registry",
@@ -65,6 +68,7 @@ __all__ = [
     "ModelOpening",
     "Quantization",
     "SaveResult",
+    "SyncReport",
     "TFJSError",
     "TFJSFileSystem",
     "WeightGroup",
@@ -93,6 +97,8 @@ __all__ = [
     "remove_model_async",
     "save_model",
     "save_model_async",
+    "sync_models",
+    "sync_models_async",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
@@ -128,6 +134,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         remove_model_async,
     )
     from .model.stream import iter_weights, iter_weights_async
+    from .model.sync import SyncReport, sync_models, sync_models_async
 
 
 def _version() -> str:

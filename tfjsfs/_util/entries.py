@@ -6,12 +6,14 @@ and ``md5Hash``, memory ``created``; these helpers read any of them.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import datetime as _dt
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["entity_tag", "modified_time", "version_key"]
+__all__ = ["content_md5", "entity_tag", "modified_time", "version_key"]
 
 #: Keys holding a modification time, most specific first.
 TIME_KEYS = ("LastModified", "last_modified", "updated", "mtime", "timeCreated", "created")
@@ -59,6 +61,26 @@ def entity_tag(info: Mapping[str, Any]) -> str | None:
         return None
     micros = int(stamp.timestamp() * 1_000_000)
     return f'"{micros:x}-{int(size):x}"'
+
+
+def content_md5(info: Mapping[str, Any]) -> str | None:
+    """The MD5 of a file's bytes as hex, when its entry says it (else None).
+
+    GCS lists ``md5Hash`` (base64); an S3 ETag of 32 hex digits is the MD5
+    of a single-part upload (multipart ETags end in ``-<parts>`` and are not).
+    """
+    value = info.get("md5Hash")
+    if isinstance(value, str) and value:
+        with contextlib.suppress(ValueError, binascii.Error):
+            raw = base64.b64decode(value, validate=True)
+            if len(raw) == 16:
+                return raw.hex()
+    value = info.get("ETag")
+    if isinstance(value, str):
+        bare = value.strip('"').lower()
+        if len(bare) == 32 and all(c in "0123456789abcdef" for c in bare):
+            return bare
+    return None
 
 
 def version_key(info: Mapping[str, Any]) -> tuple:

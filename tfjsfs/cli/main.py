@@ -30,6 +30,8 @@ from .commands import (
     cmd_serve,
     cmd_verify,
 )
+from .sync import EXAMPLES as SYNC_EXAMPLES
+from .sync import add_sync_arguments, cmd_sync
 
 __all__ = ["main"]
 
@@ -43,6 +45,7 @@ examples:
   tfjsfs cp ./mnist s3://bucket/models/mnist     copy (streamed, verified)
   tfjsfs cp --quantize uint8 ./mnist ./mnist-q   copy and quantize on the way
   tfjsfs cp -r s3://a/models gs://b/models --scheduler tcp://127.0.0.1:8786
+  tfjsfs sync --delete s3://a/models gs://b/models  send only what changed
   tfjsfs mv gs://b/tmp/m gs://b/models/m         delete the source after a verified copy
   tfjsfs rm -r --dry-run s3://bucket/old/        what would be removed
   tfjsfs verify --values s3://bucket/models/m    deep check; exit status 1 on problems
@@ -152,6 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
     _copy_args(p)
     p = add("mv", cmd_mv, "move models (the source is deleted after a verified copy)")
     _copy_args(p)
+
+    p = add("sync", cmd_sync, "make DST match SRC, sending only changed shards", SYNC_EXAMPLES)
+    add_sync_arguments(p)
 
     p = add(
         "rm",

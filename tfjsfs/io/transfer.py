@@ -30,7 +30,7 @@ import hashlib
 import math
 import posixpath
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -494,8 +494,13 @@ async def copy_bundle(
     verify: bool = True,
     concurrency: int = DEFAULT_WRITE_CONCURRENCY,
     callback: Callback = DEFAULT_CALLBACK,
+    annotate: Callable[[ModelJSON, Mapping[str, int]], ModelJSON] | None = None,
 ) -> CopyOutcome:
     """Copy *src* into *folder* of the async filesystem *dfs*; see the module docstring.
+
+    *annotate*, if given, is called with the final model.json and the size of
+    every shard written (by name relative to *folder*) and returns the
+    model.json to publish (e.g. with ``userDefinedMetadata`` added).
 
     Raises
     ------
@@ -528,7 +533,11 @@ async def copy_bundle(
     rendered: list[bytes] = []
 
     def render(groups: Sequence[WeightGroup], json_path: str) -> bytes:
-        rendered.append(job.render(groups))
+        data = job.render(groups)
+        if annotate is not None:
+            sizes = {posixpath.relpath(p, folder): n for p, (n, _) in written.items()}
+            data = annotate(ModelJSON.parse(data, json_path), sizes).dumps()
+        rendered.append(data)
         return rendered[-1]
 
     async def check_shards(paths: Sequence[str]) -> None:

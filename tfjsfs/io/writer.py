@@ -28,7 +28,7 @@ from ..errors import BundleExistsError, ManifestError, UnsafePathError
 from ..format.layouts import BundlePlan, ShardPlan
 from ..format.manifest import ModelJSON, WeightGroup, check_shard_path
 
-__all__ = ["write_bundle"]
+__all__ = ["publish", "write_bundle"]
 
 DEFAULT_WRITE_CONCURRENCY = 8
 
@@ -92,6 +92,19 @@ async def _publish(fs: Any, path: str, data: bytes, overwrite: bool) -> None:
         await fs._pipe_file(path, data, mode=mode)
     except FileExistsError:
         raise BundleExistsError(f"{path} already exists (pass overwrite=True)") from None
+
+
+async def publish(fs: Any, path: str, data: bytes, *, overwrite: bool) -> None:
+    """Write one file (a model JSON) atomically; create-only unless *overwrite*.
+
+    A rename on local disks, a single PUT on object stores.
+
+    Raises
+    ------
+    BundleExistsError
+        *path* exists and not *overwrite*.
+    """
+    await _publish(fs, path, data, overwrite)
 
 
 def _publish_local(path: str, data: bytes, overwrite: bool) -> None:
