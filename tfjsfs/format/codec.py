@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -27,6 +28,7 @@ __all__ = [
     "normalize_array",
     "quantization_plan",
     "quantize",
+    "reencode_weight",
     "string_byte_length",
 ]
 
@@ -305,3 +307,16 @@ def encode_weight(
     stored = _NUMPY[quantization.dtype] if quantization else _NUMPY[dtype]
     data = np.ascontiguousarray(array, dtype=stored)
     return spec, [memoryview(data.reshape(-1).view(np.uint8))]
+
+
+def reencode_weight(
+    spec: WeightSpec, value: Any, quantize_dtype: str | None
+) -> tuple[WeightSpec, list[bytes | memoryview]]:
+    """Encode *value* again for the manifest entry *spec* (quantize or dequantize it).
+
+    Every field of *spec* except ``shape``, ``dtype`` and ``quantization`` is
+    kept: ``group`` (TF.js splits optimizer weights from model weights by it)
+    and unknown keys.
+    """
+    new, data = encode_weight(spec.name, value, quantize_dtype, spec.group)
+    return dataclasses.replace(new, extra=spec.extra), data

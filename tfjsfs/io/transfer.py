@@ -39,7 +39,7 @@ from fsspec.callbacks import DEFAULT_CALLBACK, Callback
 from .._util.concurrency import gather_bounded
 from .._util.retry import RetryPolicy, with_retries
 from ..errors import ShardMissingError, TransferError, WeightDataError
-from ..format.codec import decode_weight, encode_weight, quantization_plan, string_byte_length
+from ..format.codec import decode_weight, quantization_plan, reencode_weight, string_byte_length
 from ..format.layouts import DEFAULT_SHARD_SIZE, BundlePlan, ShardPlan, shard_name
 from ..format.manifest import (
     DTYPE_SIZES,
@@ -332,8 +332,8 @@ class _Recode:
                 chunks.append(raw)
                 continue
             value = decode_weight(spec, raw, source=source)
-            new, data = encode_weight(spec.name, value, target or None, spec.group)
-            new_specs.append(dataclasses.replace(new, extra=spec.extra))
+            new, data = reencode_weight(spec, value, target or None)
+            new_specs.append(new)
             chunks.extend(data)
         return new_specs, b"".join(memoryview(c).cast("B") for c in chunks)
 
