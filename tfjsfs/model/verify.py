@@ -14,14 +14,19 @@ each naming the file and, where there is one, the weight:
   another host;
 * completeness: every shard present, every group's byte count equal to what
   its weights need (short groups name the first weight that overruns);
-* values (``values=True``): every weight decodes, and float weights are finite.
+* values (``values=True``): every weight decodes; float weights holding NaN
+  or infinities are reported as warnings (graph models carry deliberate
+  ``-inf`` constants), saying which case it is.
 
 Problems have a ``level``: ``"error"`` (the bundle is broken or TF.js cannot
-load it) or ``"warning"`` (tolerated, e.g. trailing bytes at the very end).
+load it) or ``"warning"`` (tolerated, e.g. trailing bytes at the very end, or
+non-finite values). :func:`failures` is the one rule for "broken": errors,
+plus warnings in strict mode.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import posixpath
 from collections.abc import Mapping, Sequence
@@ -46,7 +51,14 @@ from ..io.fetch import locate_model_json
 from ..io.resolve import resolve
 from ..io.transfer import join, norm
 
-__all__ = ["Problem", "check_bundle", "check_manifest", "verify_model", "verify_model_async"]
+__all__ = [
+    "Problem",
+    "check_bundle",
+    "check_manifest",
+    "failures",
+    "verify_model",
+    "verify_model_async",
+]
 
 ERROR, WARNING = "error", "warning"
 FORMATS = ("layers-model", "graph-model")
@@ -519,29 +531,61 @@ def _check_values(json_path, group, buffer, offsets) -> list[Problem]:
         except TFJSError as exc:
             out.append(Problem(json_path, str(exc).split(": ", 1)[-1], spec.name))
             continue
-        if value.dtype.kind in "fc" and value.size:
-            bad = ~np.isfinite(value)
-            count = int(bad.sum())
-            if count:
-                first = np.unravel_index(int(np.argmax(bad)), value.shape) if value.ndim else ()
-                out.append(
-                    Problem(
-                        json_path,
-                        f"{count} of {value.size} values are not finite "
-                        f"(first at index {list(map(int, first))})",
-                        spec.name,
-                    )
-                )
+        problem = _non_finite(json_path, spec, value)
+        if problem is not None:
+            out.append(problem)
     return out
 
 
+#: A float tensor of at most this many elements is a "tiny constant": graph
+#: models hold deliberate infinities in such (thresholds, masks, pad values).
+TINY_CONSTANT = 16
+
+
+def _non_finite(json_path: str, spec, value: np.ndarray) -> Problem | None:
+    """A warning for a float weight holding NaN or infinities, saying which case it is."""
+    if value.dtype.kind not in "fc" or not value.size:
+        return None
+    bad = ~np.isfinite(value)
+    count = int(bad.sum())
+    if not count:
+        return None
+    first = np.unravel_index(int(np.argmax(bad)), value.shape) if value.ndim else ()
+    if np.isnan(value).any():
+        case = "NaN: the values are corrupt or the training run diverged"
+    elif value.size > TINY_CONSTANT:
+        case = "infinities in a large tensor: the training run likely diverged"
+    else:
+        case = (
+            "infinities in a scalar or tiny constant: usually by design "
+            "(a threshold, mask or padding value)"
+        )
+    return Problem(
+        json_path,
+        f"{count} of {value.size} values are not finite "
+        f"(first at index {list(map(int, first))}); {case}",
+        spec.name,
+        WARNING,
+    )
+
+
 # ------------------------------------------------------------------- API
+
+
+def failures(problems: Sequence[Problem], strict: bool = False) -> list[Problem]:
+    """The problems that make a bundle fail: its errors, and its warnings when *strict*.
+
+    The one rule :func:`verify_model`, ``tfjsfs verify``, :func:`tfjsfs.bulk.scan`
+    and :func:`tfjsfs.bulk.verify_all` use to call a bundle broken.
+    """
+    return [p for p in problems if strict or p.level == ERROR]
 
 
 async def verify_model_async(
     url: Any,
     *,
     values: bool = False,
+    strict: bool = False,
     allow_outside: bool = False,
     storage_options: Mapping[str, Any] | None = None,
 ) -> list[Problem]:
@@ -551,13 +595,17 @@ async def verify_model_async(
         json_path = await locate_model_json(fs, path)
     except TFJSError as exc:
         return [Problem(path, str(exc))]
-    return await check_bundle(fs, json_path, values=values, allow_outside=allow_outside)
+    problems = await check_bundle(fs, json_path, values=values, allow_outside=allow_outside)
+    if strict:
+        problems = [dataclasses.replace(p, level=ERROR) for p in problems]
+    return problems
 
 
 def verify_model(
     url: Any,
     *,
     values: bool = False,
+    strict: bool = False,
     allow_outside: bool = False,
     storage_options: Mapping[str, Any] | None = None,
 ) -> list[Problem]:
@@ -568,8 +616,11 @@ def verify_model(
     url : str or os.PathLike
         A model folder or model JSON on any fsspec store.
     values : bool
-        Also read every weight: it must decode, and float weights must be
-        finite (no NaN or infinity).
+        Also read every weight: it must decode (an error if not), and float
+        weights holding NaN or infinities are reported (a warning saying
+        which case: NaN, infinities in a large tensor, or in a tiny constant).
+    strict : bool
+        Report every warning as an error (as ``tfjsfs verify --strict``).
     allow_outside : bool
         Accept shard paths outside the model folder.
     storage_options : dict, optional
@@ -589,6 +640,7 @@ def verify_model(
         verify_model_async,
         url,
         values=values,
+        strict=strict,
         allow_outside=allow_outside,
         storage_options=storage_options,
     )
