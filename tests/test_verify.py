@@ -4,6 +4,8 @@ the TF.js-loadability rules cross-checked against real TF.js in Node."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -256,3 +258,79 @@ def test_trailing_bytes_in_an_early_group_make_tfjs_misread(tmp_path, http_serve
     # tfjsfs decodes per group and still reads b right; TF.js reads it shifted
     assert tfjsfs.load_weights(local.url("m"))["b"].tolist() == [10, 11, 12, 13]
     assert _tfjs_weights(server, "/m/model.json")["b"].tolist() != [10, 11, 12, 13]
+
+
+# ------------------------------------------- non-finite values (issue 16)
+
+
+def _tfjsfs(*args):
+    """Run the ``tfjsfs`` command line; (exit status, stdout)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "tfjsfs", *map(str, args)], capture_output=True, text=True
+    )
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return proc.returncode, proc.stdout
+
+
+@pytest.fixture
+def non_finite(tmp_path):
+    """A graph model with a scalar -inf constant and a layers model with a half-NaN kernel."""
+    root = tmp_path / "zoo"
+    graph = ModelArtifacts.from_weights(
+        {"node": [{"name": "nms/score_threshold", "op": "Const"}]},
+        {
+            "nms/score_threshold": np.array(-np.inf, np.float32),
+            "conv/kernel": np.ones((3, 3), np.float32),
+        },
+        format="graph-model",
+    )
+    kernel = np.ones((8, 4), np.float32)
+    kernel[::2] = np.nan
+    layers = ModelArtifacts.from_weights(TOPOLOGY, {"dense/kernel": kernel})
+    tfjsfs.save_model(graph, root / "graph")
+    tfjsfs.save_model(layers, root / "layers")
+    return root
+
+
+def test_non_finite_values_warn_and_fail_only_when_strict(non_finite):
+    root = non_finite
+    (threshold,) = verify_model(root / "graph", values=True)
+    assert threshold.level == "warning" and threshold.weight == "nms/score_threshold"
+    assert "1 of 1 values are not finite (first at index [])" in threshold.message
+    assert "scalar or tiny constant: usually by design" in threshold.message
+    (nan,) = verify_model(root / "layers", values=True)
+    assert nan.level == "warning" and nan.weight == "dense/kernel"
+    assert "16 of 32 values are not finite (first at index [0, 0]); NaN" in nan.message
+    assert errors([threshold, nan]) == []
+    strict = verify_model(root / "graph", values=True, strict=True)
+    assert [p.level for p in strict] == ["error"] and strict[0].message == threshold.message
+
+    status, out = _tfjsfs("verify", "--values", root / "graph", root / "layers")
+    assert status == 0, out
+    assert out.splitlines()[0] == f"OK   {root / 'graph'}"
+    assert "warning: " in out.splitlines()[1] and "tiny constant" in out.splitlines()[1]
+    assert out.splitlines()[2] == f"OK   {root / 'layers'}"
+    for target in ("graph", "layers"):
+        status, out = _tfjsfs("verify", "--values", "--strict", root / target)
+        assert (status, out.split()[0]) == (1, "FAIL"), out
+    status, out = _tfjsfs("verify", "--values", "--strict", "--json", "-r", root)
+    assert status == 1 and [r["ok"] for r in json.loads(out)] == [False, False]
+
+
+def test_bulk_and_cli_agree_on_what_fails(non_finite):
+    pytest.importorskip("pandas")
+    from tfjsfs import bulk
+
+    root = str(non_finite)
+    for strict in (False, True):
+        checked = bulk.verify_all(root, strict=strict)
+        scanned = bulk.scan(root, values=True, strict=strict)
+        status, out = _tfjsfs("verify", "-r", "--values", "--json", *["--strict"] * strict, root)
+        cli = {r["url"]: r["ok"] for r in json.loads(out)}
+        assert status == int(strict)
+        assert dict(zip(checked.url, checked.ok, strict=True)) == cli
+        assert dict(zip(scanned.url, scanned.ok, strict=True)) == cli
+        assert set(cli.values()) == {not strict}
+        messages = [*checked.warnings.sum(), *checked.errors.sum()]
+        assert len(messages) == 2 and all("not finite" in m for m in messages)
+        assert sum(map(len, checked.errors)) == (2 if strict else 0)

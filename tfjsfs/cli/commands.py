@@ -36,7 +36,7 @@ from ..model.manage import (
     remove_model,
     remove_model_files,
 )
-from ..model.verify import verify_model
+from ..model.verify import failures, verify_model
 from ..server.app import serve
 from ..server.options import serve_options
 
@@ -393,7 +393,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
                 allow_outside=args.allow_outside,
                 storage_options=opts,
             )
-            bad = [p for p in problems if p.level == "error" or args.strict]
+            bad = failures(problems, args.strict)
             failed += bool(bad)
             results.append(
                 {"url": url, "ok": not bad, "problems": [p.to_json() for p in problems]}
@@ -423,13 +423,18 @@ def _verify_cluster(args: argparse.Namespace, opts: dict[str, Any]) -> int:
     callback = progress(args, "verify", unit="model")
     try:
         frame = bulk.verify_all(
-            targets, args.scheduler, values=args.values, progress=callback, **opts
+            targets,
+            args.scheduler,
+            values=args.values,
+            strict=args.strict,
+            progress=callback,
+            **opts,
         )
     finally:
         _close(callback)
     failed = 0
     for row in frame.itertuples():
-        bad = bool(row.errors) or (args.strict and bool(row.warnings))
+        bad = not row.ok
         failed += bad
         if not args.json:
             print(f"{'FAIL' if bad else 'OK  '} {row.url}")

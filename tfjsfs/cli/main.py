@@ -177,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("urls", nargs="+", metavar="URL")
     p.add_argument("-r", "--recursive", action="store_true", help="every model under each URL")
-    p.add_argument("--values", action="store_true", help="decode weights, require finite floats")
+    p.add_argument("--values", action="store_true", help="decode every weight; report NaN/inf")
     p.add_argument("--strict", action="store_true", help="warnings fail too")
     p.add_argument("--allow-outside", action="store_true", help="accept shards outside the folder")
     p.add_argument("--json", action="store_true", help="JSON output")

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import FormatError, WeightDataError
-from .codec import decode_weight, encode_weight, quantization_plan, string_byte_length
+from .codec import decode_weight, encode_weight, quantization_plan, weight_extents
 from .manifest import METADATA_FIELDS, ModelJSON, WeightGroup, WeightSpec, dumps_compact
 
 __all__ = ["ModelArtifacts", "ModelArtifactsInfo", "SaveResult"]
@@ -271,21 +271,14 @@ class ModelArtifacts:
             If the data is shorter than the specs need.
         """
         view = memoryview(self.weight_data).cast("B")
-        out, offset = [], 0
-        for spec in self.weight_specs:
-            nbytes = spec.byte_length
-            if nbytes is None:
-                nbytes = string_byte_length(
-                    view[offset:], spec.size, where=f"weight {spec.name!r}"
-                )
-            end = offset + nbytes
+        out = []
+        for spec, start, end in weight_extents(self.weight_specs, view):
             if end > len(view):
                 raise WeightDataError(
-                    f"weight {spec.name!r} needs bytes {offset}..{end} but the weight "
+                    f"weight {spec.name!r} needs bytes {start}..{end} but the weight "
                     f"data holds {len(view)} bytes (short by {end - len(view)})"
                 )
-            out.append((offset, end))
-            offset = end
+            out.append((start, end))
         return out
 
     @property

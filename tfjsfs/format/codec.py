@@ -12,13 +12,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from ..errors import FormatError, QuantizationError, WeightDataError
+from .dtypes import STORED
 from .manifest import Quantization, WeightSpec
 
 __all__ = [
@@ -27,18 +29,12 @@ __all__ = [
     "normalize_array",
     "quantization_plan",
     "quantize",
+    "reencode_weight",
     "string_byte_length",
+    "string_lengths",
+    "weight_extents",
 ]
 
-_NUMPY = {
-    "float32": np.dtype("<f4"),
-    "int32": np.dtype("<i4"),
-    "bool": np.dtype("u1"),
-    "complex64": np.dtype("<c8"),
-    "uint8": np.dtype("u1"),
-    "uint16": np.dtype("<u2"),
-    "float16": np.dtype("<f2"),
-}
 _AUTO_CONVERT = {
     np.dtype("float16"): np.dtype("float32"),
     np.dtype("float64"): np.dtype("float32"),
@@ -72,6 +68,55 @@ def string_byte_length(buf: Any, count: int, *, where: str = "string weight") ->
                 f"data ({offset} > {len(view)})"
             )
     return offset
+
+
+def weight_extents(
+    specs: Iterable[WeightSpec], buf: Any = None, *, size: int | None = None, where: str = ""
+) -> Iterator[tuple[WeightSpec, int, int]]:
+    """Each weight's ``(spec, start, end)`` in stored data, back to back in spec order.
+
+    The one walk over stored weights: fixed sizes come from the specs, string
+    tensors are measured by walking their length prefixes in *buf*. The walk
+    stops after the first weight that ends past the data; that weight is still
+    yielded, so the caller can say by how much.
+
+    Parameters
+    ----------
+    specs : iterable of WeightSpec
+    buf : bytes-like, optional
+        The stored data; only needed when *specs* hold string weights.
+    size : int, optional
+        Length of the data when *buf* is not given.
+    where : str
+        The file, for messages.
+
+    Raises
+    ------
+    WeightDataError
+        A string weight's length prefixes run past the data.
+    """
+    view = memoryview(buf).cast("B") if buf is not None else None
+    total = len(view) if view is not None else size
+    offset = 0
+    for spec in specs:
+        nbytes = spec.byte_length
+        if nbytes is None:
+            label = f"{where}: weight {spec.name!r}" if where else f"weight {spec.name!r}"
+            nbytes = string_byte_length(view[offset:], spec.size, where=label)
+        end = offset + nbytes
+        yield spec, offset, end
+        if total is not None and end > total:
+            return
+        offset = end
+
+
+def string_lengths(specs: Iterable[WeightSpec], buf: Any, *, where: str = "") -> dict[str, int]:
+    """Byte lengths of the string weights among *specs*, walked in their data *buf*."""
+    return {
+        spec.name: end - start
+        for spec, start, end in weight_extents(specs, buf, where=where)
+        if spec.byte_length is None
+    }
 
 
 def _decode_strings(view: memoryview, spec: WeightSpec, where: str) -> np.ndarray:
@@ -121,7 +166,7 @@ def decode_weight(spec: WeightSpec, buf: Any, *, source: str = "") -> np.ndarray
             f"{where}: expected {expected} bytes ({spec.dtype}{list(spec.shape)}), got {len(view)}"
         )
     q = spec.quantization
-    stored = _NUMPY[q.dtype if q else spec.dtype]
+    stored = STORED[q.dtype if q else spec.dtype]
     raw = np.frombuffer(view, dtype=stored)
     if stored.itemsize > 1 and not raw.flags.aligned:
         raw = raw.copy()
@@ -302,6 +347,19 @@ def encode_weight(
             chunks.append(len(item).to_bytes(4, "little"))
             chunks.append(item)
         return spec, chunks
-    stored = _NUMPY[quantization.dtype] if quantization else _NUMPY[dtype]
+    stored = STORED[quantization.dtype] if quantization else STORED[dtype]
     data = np.ascontiguousarray(array, dtype=stored)
     return spec, [memoryview(data.reshape(-1).view(np.uint8))]
+
+
+def reencode_weight(
+    spec: WeightSpec, value: Any, quantize_dtype: str | None
+) -> tuple[WeightSpec, list[bytes | memoryview]]:
+    """Encode *value* again for the manifest entry *spec* (quantize or dequantize it).
+
+    Every field of *spec* except ``shape``, ``dtype`` and ``quantization`` is
+    kept: ``group`` (TF.js splits optimizer weights from model weights by it)
+    and unknown keys.
+    """
+    new, data = encode_weight(spec.name, value, quantize_dtype, spec.group)
+    return dataclasses.replace(new, extra=spec.extra), data

@@ -8,16 +8,28 @@ and the weight.
 from __future__ import annotations
 
 import bisect
+import functools
 import json
 import math
 import posixpath
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import ManifestError, QuantizationError, UnsafePathError, WeightDataError
+from ..errors import ManifestError, UnsafePathError, WeightDataError
+from .dtypes import DTYPE_SIZES, DTYPES, QUANTIZED_SIZES
+from .rules import (
+    MAX_DEPTH,
+    MAX_INT_DIGITS,
+    Findings,
+    check_model_json,
+    check_weight_entry,
+    check_weights_manifest,
+)
 
 __all__ = [
+    "DTYPES",
     "DTYPE_SIZES",
     "QUANTIZED_SIZES",
     "ModelJSON",
@@ -29,11 +41,6 @@ __all__ = [
     "parse_json",
 ]
 
-#: bytes per element of each logical dtype (``string`` is variable).
-DTYPE_SIZES = {"float32": 4, "int32": 4, "bool": 1, "complex64": 8}
-#: bytes per element of each quantized storage dtype.
-QUANTIZED_SIZES = {"uint8": 1, "uint16": 2, "float16": 2}
-DTYPES = (*DTYPE_SIZES, "string")
 
 # model.json keys in the order TF.js's getModelJSONForModelArtifacts writes them.
 _KEYS = (
@@ -48,13 +55,6 @@ _KEYS = (
     ("initializerSignature", "initializer_signature"),
     ("trainingConfig", "training_config"),
 )
-_OBJECT_KEYS = {
-    "signature",
-    "userDefinedMetadata",
-    "modelInitializer",
-    "initializerSignature",
-    "trainingConfig",
-}
 
 
 def js_number(value: float) -> str:
@@ -120,22 +120,52 @@ def dumps_compact(value: Any) -> bytes:
     return "".join(out).encode()
 
 
+class _LongInteger(ValueError):
+    """A JSON integer with more than MAX_INT_DIGITS digits."""
+
+
+def _bounded_int(text: str) -> int:
+    if len(text) > MAX_INT_DIGITS + 1:  # room for a sign
+        raise _LongInteger(text[:20])
+    return int(text)
+
+
 def parse_json(data: bytes | str, source: str) -> Any:
-    """Parse JSON text, raising :class:`ManifestError` that names *source*."""
+    """Parse JSON text, raising :class:`ManifestError` that names *source*.
+
+    Integers of more than ``MAX_INT_DIGITS`` digits and nesting the parser
+    cannot follow are refused, saying where.
+    """
     try:
         if isinstance(data, (bytes, bytearray, memoryview)):
             data = bytes(data).decode("utf-8")
-        return json.loads(data)
+        return json.loads(data, parse_int=_bounded_int)
+    except _LongInteger:
+        found = re.search(rf"-?\d{{{MAX_INT_DIGITS + 1},}}", data)
+        digits = len(found.group().lstrip("-")) if found else MAX_INT_DIGITS + 1
+        where = _where(data, found.start()) if found else ""
+        raise ManifestError(
+            f"{source}: an integer of {digits} digits{where}; at most {MAX_INT_DIGITS} are allowed"
+        ) from None
+    except RecursionError:
+        raise ManifestError(
+            f"{source}: JSON nested too deep (more than {MAX_DEPTH} levels are refused)"
+        ) from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ManifestError(f"{source}: not valid JSON ({exc})") from None
+    except ValueError as exc:  # e.g. Python's own limit on integer digits
         raise ManifestError(f"{source}: not valid JSON ({exc})") from None
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+_KEY_BEFORE = re.compile(r'"([^"\\]{1,64})"\s*:')
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+def _where(text: str, offset: int) -> str:
+    """`` at line L column C (in 'key')`` for a character offset of JSON text."""
+    line = text.count("\n", 0, offset) + 1
+    column = offset - (text.rfind("\n", 0, offset) + 1) + 1
+    keys = _KEY_BEFORE.findall(text, max(0, offset - 4096), offset)
+    return f" at line {line} column {column}" + (f" (in {keys[-1]!r})" if keys else "")
 
 
 @dataclass(frozen=True)
@@ -204,9 +234,9 @@ class WeightSpec:
     quantization: Quantization | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
-    @property
+    @functools.cached_property
     def size(self) -> int:
-        """Number of elements."""
+        """Number of elements (computed once)."""
         return math.prod(self.shape)
 
     @property
@@ -239,66 +269,36 @@ class WeightSpec:
 
     @classmethod
     def from_json(cls, entry: Any, source: str, where: str) -> WeightSpec:
-        """Validate one manifest entry; *where* locates it in the file."""
-        if not isinstance(entry, dict):
-            raise ManifestError(f"{source}: {where} is not an object")
-        name = entry.get("name")
-        if not isinstance(name, str) or not name:
-            raise ManifestError(f"{source}: {where} has no string 'name'")
-        label = f"{source}: weight {name!r}"
-        shape = entry.get("shape")
-        if not isinstance(shape, list) or not all(_is_int(d) for d in shape):
-            raise ManifestError(f"{label}: shape must be a list of integers, got {shape!r}")
-        if any(d < 0 for d in shape):
-            raise ManifestError(f"{label}: negative dimension in shape {shape}")
-        dtype = entry.get("dtype")
-        if dtype not in DTYPES:
-            raise ManifestError(
-                f"{label}: unknown dtype {dtype!r}; TF.js supports {', '.join(DTYPES)}"
-            )
-        group = entry.get("group")
-        if group is not None and not isinstance(group, str):
-            raise ManifestError(f"{label}: 'group' must be a string")
+        """Validate one manifest entry (:mod:`tfjsfs.format.rules`); *where* locates it."""
+        check_weight_entry(entry, where, Findings(source))
+        return cls.from_checked(entry)
+
+    @classmethod
+    def from_checked(cls, entry: Mapping[str, Any]) -> WeightSpec:
+        """Build from an entry the rules accepted (nothing is checked again)."""
         quant = entry.get("quantization")
         quantization = None
         if quant is not None:
-            quantization = _parse_quantization(quant, label, dtype)
-        known = {"name", "shape", "dtype", "group", "quantization"}
-        extra = {k: v for k, v in entry.items() if k not in known}
-        return cls(name, tuple(shape), dtype, group, quantization, extra)
-
-
-def _parse_quantization(quant: Any, label: str, dtype: str) -> Quantization:
-    if not isinstance(quant, dict):
-        raise QuantizationError(f"{label}: 'quantization' must be an object")
-    qdtype = quant.get("dtype")
-    if qdtype not in QUANTIZED_SIZES:
-        raise QuantizationError(
-            f"{label}: unknown quantization dtype {qdtype!r}; "
-            "supported: 'uint8', 'uint16', 'float16'"
+            quantization = Quantization(
+                quant["dtype"],
+                quant.get("scale"),
+                quant.get("min"),
+                quant.get("original_dtype"),
+                {k: v for k, v in quant.items() if k not in _QUANT_KEYS},
+            )
+        extra = {k: v for k, v in entry.items() if k not in _ENTRY_KEYS} if len(entry) > 3 else {}
+        return cls(
+            entry["name"],
+            tuple(entry["shape"]),
+            entry["dtype"],
+            entry.get("group"),
+            quantization,
+            extra,
         )
-    scale, minimum = quant.get("scale"), quant.get("min")
-    if qdtype == "float16":
-        if dtype != "float32":
-            raise QuantizationError(
-                f"{label}: float16 quantization only supports float32, not {dtype}"
-            )
-    else:
-        if dtype not in ("float32", "int32"):
-            raise QuantizationError(
-                f"{label}: {qdtype} quantization of a {dtype} weight is unsupported"
-            )
-        if scale is None or minimum is None:
-            raise QuantizationError(f"{label}: quantization {qdtype} needs both 'min' and 'scale'")
-        if not (_is_number(scale) and _is_number(minimum)):
-            raise QuantizationError(
-                f"{label}: quantization 'min'/'scale' must be finite numbers, "
-                f"got min={minimum!r} scale={scale!r}"
-            )
-    original = quant.get("original_dtype")
-    known = {"dtype", "scale", "min", "original_dtype"}
-    extra = {k: v for k, v in quant.items() if k not in known}
-    return Quantization(qdtype, scale, minimum, original, extra)
+
+
+_ENTRY_KEYS = frozenset(("name", "shape", "dtype", "group", "quantization"))
+_QUANT_KEYS = frozenset(("dtype", "scale", "min", "original_dtype"))
 
 
 def stored_bytes(specs: Iterable[WeightSpec]) -> int | None:
@@ -348,38 +348,25 @@ class WeightGroup:
 
 
 def parse_weights_manifest(manifest: Any, source: str) -> tuple[WeightGroup, ...]:
-    """Validate a ``weightsManifest`` list (also the legacy weights_manifest.json)."""
-    if not isinstance(manifest, list):
-        raise ManifestError(
-            f"{source}: 'weightsManifest' must be a list of groups, got {type(manifest).__name__}"
-        )
-    groups = []
-    seen: dict[str, int] = {}
-    for g, group in enumerate(manifest):
-        where = f"weightsManifest[{g}]"
-        if not isinstance(group, dict):
-            raise ManifestError(f"{source}: {where} is not an object")
-        paths = group.get("paths")
-        if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
-            raise ManifestError(f"{source}: {where}.paths must be a list of strings")
-        weights = group.get("weights", [])
-        if not isinstance(weights, list):
-            raise ManifestError(f"{source}: {where}.weights must be a list")
-        specs = []
-        for w, entry in enumerate(weights):
-            spec = WeightSpec.from_json(entry, source, f"{where}.weights[{w}]")
-            if spec.name in seen:
-                raise ManifestError(
-                    f"{source}: duplicate weight name {spec.name!r} "
-                    f"(groups {seen[spec.name] + 1} and {g + 1})"
-                )
-            seen[spec.name] = g
-            specs.append(spec)
-        if specs and not paths and any(s.byte_length != 0 for s in specs):
-            raise ManifestError(f"{source}: {where} has weights but no shard paths")
+    """Validate a ``weightsManifest`` list (also the legacy weights_manifest.json).
+
+    Raises
+    ------
+    ManifestError, QuantizationError
+        On the first rule of :mod:`tfjsfs.format.rules` it breaks.
+    """
+    check_weights_manifest(manifest, Findings(source))
+    return _groups(manifest)
+
+
+def _groups(manifest: list) -> tuple[WeightGroup, ...]:
+    """Groups from a manifest the rules accepted."""
+    out = []
+    for group in manifest:
+        specs = tuple(WeightSpec.from_checked(entry) for entry in group["weights"])
         extra = {k: v for k, v in group.items() if k not in ("paths", "weights")}
-        groups.append(WeightGroup(tuple(paths), tuple(specs), extra))
-    return tuple(groups)
+        out.append(WeightGroup(tuple(group["paths"]), specs, extra))
+    return tuple(out)
 
 
 _MISSING = object()
@@ -418,33 +405,21 @@ class ModelJSON:
 
         Raises
         ------
-        ManifestError
-            For bad JSON, a non-object document, a missing ``weightsManifest``
-            (or ``modelTopology`` when *require_topology*), or a bad entry.
+        ManifestError, QuantizationError
+            On the first rule of :mod:`tfjsfs.format.rules` the document
+            breaks: bad or too deeply nested JSON, a non-object document, a
+            missing ``weightsManifest`` (or ``modelTopology`` when
+            *require_topology*), a bad or unbounded entry, shard path or count.
         """
         doc = data if isinstance(data, Mapping) else parse_json(data, source)
-        if not isinstance(doc, Mapping):
-            raise ManifestError(
-                f"{source}: model.json must be a JSON object, got {type(doc).__name__}"
-            )
-        if "weightsManifest" not in doc:
-            raise ManifestError(f"{source}: the 'weightsManifest' field is missing")
-        if require_topology and "modelTopology" not in doc:
-            raise ManifestError(f"{source}: the 'modelTopology' field is missing")
+        check_model_json(doc, Findings(source), require_topology=require_topology)
         values: dict[str, Any] = {}
         nulls = set()
         for key, attr in _KEYS:
             value = doc.get(key)
             if key in doc and value is None:
                 nulls.add(key)
-            if key == "weightsManifest":
-                value = parse_weights_manifest(value, source)
-            elif key in ("format", "generatedBy", "convertedBy"):
-                if value is not None and not isinstance(value, str):
-                    raise ManifestError(f"{source}: '{key}' must be a string")
-            elif key in _OBJECT_KEYS and value is not None and not isinstance(value, dict):
-                raise ManifestError(f"{source}: '{key}' must be a JSON object")
-            values[attr] = value
+            values[attr] = _groups(value) if key == "weightsManifest" else value
         known = {k for k, _ in _KEYS}
         extra = {k: v for k, v in doc.items() if k not in known}
         return cls(**values, extra=extra, null_keys=frozenset(nulls))

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import math
 import posixpath
 import urllib.parse
 from array import array
@@ -30,6 +29,7 @@ from .._util.retry import RetryPolicy, with_retries
 from ..errors import ManifestError, ModelNotFoundError, ShardMissingError, TransferError
 from ..format.layouts import DEFAULT_SHARD_SIZE, json_candidates
 from ..format.manifest import DTYPE_SIZES, ModelJSON, WeightIndex, parse_json
+from ..format.rules import MAX_GROUPS, MAX_WEIGHTS, plain_name, plain_paths, shape_elements
 from .shardurls import (
     LoadOptions,
     folder_of,
@@ -300,7 +300,7 @@ def fast_layout(manifest: Any) -> list[GroupLayout] | None:
     non-negative integers, and names are unique. Anything else returns None,
     and callers use the validating :class:`~tfjsfs.format.manifest.ModelJSON`.
     """
-    if not isinstance(manifest, list):
+    if not isinstance(manifest, list) or len(manifest) > MAX_GROUPS:
         return None
     sizes = {dtype: (dtype, size) for dtype, size in DTYPE_SIZES.items()}  # interned names
     shapes: dict[tuple, tuple[tuple, int]] = {}
@@ -308,8 +308,8 @@ def fast_layout(manifest: Any) -> list[GroupLayout] | None:
     count = 0
     try:
         for group in manifest:
-            weights = group.get("weights", [])
-            if type(weights) is not list or type(group.get("paths")) is not list:
+            weights = group.get("weights")
+            if type(weights) is not list or not plain_paths(group.get("paths")):
                 return None
             names: list[str] = []
             dtypes: list[str] = []
@@ -320,8 +320,7 @@ def fast_layout(manifest: Any) -> list[GroupLayout] | None:
                 name, kind, shape = entry["name"], sizes.get(entry["dtype"]), entry["shape"]
                 if (
                     kind is None
-                    or type(name) is not str
-                    or not name
+                    or not plain_name(name)
                     or type(shape) is not list
                     or (
                         len(entry) != 3
@@ -332,17 +331,22 @@ def fast_layout(manifest: Any) -> list[GroupLayout] | None:
                 key = tuple(shape)
                 known = shapes.get(key)
                 if known is None:
-                    if not all(type(d) is int and d >= 0 for d in key):
+                    size = shape_elements(shape)  # bounded, as the rules bound it
+                    if size is None:
                         return None
-                    known = shapes[key] = (key, math.prod(key))
+                    known = shapes[key] = (key, size)
                 names.append(name)
                 dtypes.append(kind[0])
                 dims.append(known[0])
                 offset += known[1] * kind[1]
+                if offset >= 1 << 62:
+                    return None  # the validating parser places such weights
                 offsets.append(offset)
             if names and offset and not group["paths"]:
                 return None
             count += len(names)
+            if count > MAX_WEIGHTS:
+                return None
             out.append(GroupLayout(names, dtypes, dims, offsets))
     except (AttributeError, KeyError, TypeError):  # not a dict, a missing key, unhashable
         return None

@@ -30,7 +30,8 @@ from fsspec.callbacks import DEFAULT_CALLBACK, Callback
 
 from .._util.retry import RetryPolicy
 from ..errors import ManifestError, WeightDataError
-from ..format.codec import decode_weight, string_byte_length
+from ..format.codec import decode_weight, string_lengths
+from ..format.dtypes import STORED
 from ..format.manifest import ModelJSON, WeightIndex, _segments
 from .bundle import (
     Bundle,
@@ -71,8 +72,6 @@ __all__ = [
 #: Destinations of partial loads start on this boundary, so views are aligned.
 ALIGN = 16
 
-_NUMPY = {"float32": np.dtype("<f4"), "int32": np.dtype("<i4"), "complex64": np.dtype("<c8")}
-
 
 def _fits(bundle: Bundle, sizes: Sequence[Sequence[int]]) -> None:
     """Raise the weight index's detailed error if shards are too short for the manifest."""
@@ -80,6 +79,24 @@ def _fits(bundle: Bundle, sizes: Sequence[Sequence[int]]) -> None:
     if all(e is not None and sum(s) >= e for e, s in zip(expected, sizes, strict=True)):
         return
     WeightIndex(bundle.doc.weights_manifest, sizes, bundle.json_path)
+
+
+#: Shard sizes guessed from the manifest (HTTP, converter cuts) are trusted for
+#: allocating up to this many bytes (pages are only touched as checked bytes
+#: arrive); a bundle declaring more is sized with ``HEAD`` first, so a manifest
+#: that declares terabytes is refused by comparing with the bytes really there.
+GUESSED_ALLOCATION_LIMIT = 1 << 30
+
+
+async def _known_sizes(
+    fs: Any, bundle: Bundle, policy: RetryPolicy, batch_size: int | None, guess: bool
+) -> list[list[int]]:
+    """Shard sizes to allocate from: measured, or guessed within the limit."""
+    sizes = await shard_sizes(fs, bundle, policy=policy, batch_size=batch_size, guess=guess)
+    if bundle.sizes_guessed and sum(map(sum, sizes)) > GUESSED_ALLOCATION_LIMIT:
+        _forget_sizes(bundle)
+        sizes = await shard_sizes(fs, bundle, policy=policy, batch_size=batch_size)
+    return sizes
 
 
 def _forget_sizes(bundle: Bundle) -> None:
@@ -116,10 +133,8 @@ async def fetch_all(
     """
     policy = policy or RetryPolicy()
     for attempt in (0, 1):
-        sizes = await shard_sizes(
-            fs, bundle, policy=policy, batch_size=batch_size, guess=attempt == 0
-        )
-        _fits(bundle, sizes)
+        sizes = await _known_sizes(fs, bundle, policy, batch_size, guess=attempt == 0)
+        _fits(bundle, sizes)  # before allocating: declared bytes against those present
         starts = group_offsets(sizes, align)
         total = starts[-1] + sum(sizes[-1]) if sizes else 0
         buffer = np.empty(total, dtype=np.uint8)
@@ -157,17 +172,8 @@ def group_string_lengths(
     """Byte lengths of string weights, found by walking their length prefixes."""
     lengths: dict[str, int] = {}
     for group, view in zip(doc.weights_manifest, group_views, strict=True):
-        offset = 0
-        for spec in group.weights:
-            nbytes = spec.byte_length
-            if nbytes is None:
-                nbytes = string_byte_length(
-                    view[offset:], spec.size, where=f"{source}: weight {spec.name!r}"
-                )
-                lengths[spec.name] = nbytes
-            offset += nbytes
-            if offset > len(view):
-                break  # the index reports the shortfall with full detail
+        # a walk stops at a shortfall, which the index then reports in full detail
+        lengths.update(string_lengths(group.weights, view, where=source))
     return lengths
 
 
@@ -209,7 +215,7 @@ def arrays_from_buffer(bundle: Bundle, buffer: np.ndarray) -> dict[str, np.ndarr
                 if dtype == "bool":
                     array = (buffer[start : base + offsets[i + 1]] != 0).reshape(shapes[i])
                 else:
-                    dt = _NUMPY[dtype]
+                    dt = STORED[dtype]
                     array = ndarray(shapes[i], dt, buffer, start)  # a view of the buffer
                     if start % dt.alignment:
                         array = array.copy()  # numpy wants aligned data for fast math
@@ -249,7 +255,7 @@ async def load_index(
     if bundle.index is not None:
         return bundle.index
     policy = policy or RetryPolicy()
-    sizes = await shard_sizes(fs, bundle, policy=policy, batch_size=batch_size, guess=True)
+    sizes = await _known_sizes(fs, bundle, policy, batch_size, guess=True)
     groups = bundle.doc.weights_manifest
     lengths: dict[str, int] = {}
     while True:

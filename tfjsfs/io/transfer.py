@@ -39,11 +39,16 @@ from fsspec.callbacks import DEFAULT_CALLBACK, Callback
 from .._util.concurrency import gather_bounded
 from .._util.retry import RetryPolicy, with_retries
 from ..errors import ShardMissingError, TransferError, WeightDataError
-from ..format.codec import decode_weight, encode_weight, quantization_plan, string_byte_length
+from ..format.codec import (
+    decode_weight,
+    quantization_plan,
+    reencode_weight,
+    string_lengths,
+    weight_extents,
+)
+from ..format.dtypes import DTYPE_SIZES, QUANTIZED_SIZES
 from ..format.layouts import DEFAULT_SHARD_SIZE, BundlePlan, ShardPlan, shard_name
 from ..format.manifest import (
-    DTYPE_SIZES,
-    QUANTIZED_SIZES,
     ModelJSON,
     WeightGroup,
     WeightIndex,
@@ -317,23 +322,17 @@ class _Recode:
     def group(self, specs: Sequence[WeightSpec], buf: Any, source: str):
         """New specs and bytes of one group."""
         view = memoryview(buf).cast("B")
-        new_specs, chunks, offset = [], [], 0
-        for spec in specs:
-            nbytes = spec.byte_length
-            if nbytes is None:
-                nbytes = string_byte_length(
-                    view[offset:], spec.size, where=f"{source}: weight {spec.name!r}"
-                )
-            raw = view[offset : offset + nbytes]
-            offset += nbytes
+        new_specs, chunks = [], []
+        for spec, start, end in weight_extents(specs, view, where=source):
+            raw = view[start:end]
             target = self.target(spec)
             if target is False:
                 new_specs.append(spec)
                 chunks.append(raw)
                 continue
             value = decode_weight(spec, raw, source=source)
-            new, data = encode_weight(spec.name, value, target or None, spec.group)
-            new_specs.append(dataclasses.replace(new, extra=spec.extra))
+            new, data = reencode_weight(spec, value, target or None)
+            new_specs.append(new)
             chunks.extend(data)
         return new_specs, b"".join(memoryview(c).cast("B") for c in chunks)
 
@@ -380,16 +379,8 @@ class CopyOutcome:
 
 async def _string_lengths(reader: _Reader, src: SourceBundle, g: int) -> dict[str, int]:
     """Byte lengths of a group's string weights (reads the group once)."""
-    view, offset, out = memoryview(await reader.group(g)), 0, {}
-    for spec in src.doc.weights_manifest[g].weights:
-        nbytes = spec.byte_length
-        if nbytes is None:
-            nbytes = string_byte_length(
-                view[offset:], spec.size, where=f"{src.json_path}: weight {spec.name!r}"
-            )
-            out[spec.name] = nbytes
-        offset += nbytes
-    return out
+    specs = src.doc.weights_manifest[g].weights
+    return string_lengths(specs, await reader.group(g), where=src.json_path)
 
 
 def _bases(totals: Sequence[int]) -> list[int]:

@@ -25,7 +25,7 @@ from ..errors import (
     WeightDataError,
 )
 from ..format.artifacts import ModelArtifacts, SaveResult
-from ..format.codec import encode_weight, quantization_plan
+from ..format.codec import quantization_plan, reencode_weight
 from ..format.layouts import DEFAULT_SHARD_SIZE, ShardPlan, plan_bundle
 from ..format.manifest import WeightGroup
 from ..io.bundle import Bundle, gc_paused, group_offsets, open_bundle
@@ -296,11 +296,11 @@ async def save_model_async(
 ) -> SaveResult:
     """Coroutine twin of :func:`save_model`."""
     routed = {**options, "storage_options": storage_options} if storage_options else options
+    if quantize is not None:  # for every destination, IO handlers included
+        artifacts = requantize(artifacts, quantize)
     handler = pick_handler(url, "save", routed)
     if handler is not None:
         return await _call(handler.save, artifacts)
-    if quantize is not None:
-        artifacts = requantize(artifacts, quantize)
     fs, path, owned = open_store(url, dict(storage_options or {}))
     try:
         return await _save_bundle(
@@ -374,7 +374,7 @@ def requantize(artifacts: ModelArtifacts, quantize: str | Mapping[str, Any]) -> 
     specs, chunks = [], []
     for spec, (start, end) in zip(artifacts.weight_specs, artifacts.weight_offsets(), strict=True):
         if spec.quantization is None and spec.name in plan:
-            spec, data = encode_weight(spec.name, artifacts.weights[spec.name], plan[spec.name])
+            spec, data = reencode_weight(spec, artifacts.weights[spec.name], plan[spec.name])
         else:
             data = [view[start:end]]
         specs.append(spec)

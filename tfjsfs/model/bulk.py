@@ -33,7 +33,7 @@ from ..errors import TFJSError
 from ..format.manifest import ModelJSON
 from ..io.resolve import resolve
 from .manage import BundleListing, copy_model_async, find_bundles
-from .verify import ERROR, Problem, check_bundle, verify_model_async
+from .verify import Problem, check_bundle, failures, verify_model_async
 
 __all__ = ["SCAN_COLUMNS", "copy_all", "destination", "discover", "scan", "verify_all"]
 
@@ -148,7 +148,7 @@ def _summary(url: str, doc: ModelJSON | None, sizes: Mapping[str, int], json_pat
     return row
 
 
-async def _scan_one(fs: Any, item: tuple, values: bool) -> dict:
+async def _scan_one(fs: Any, item: tuple, values: bool, strict: bool) -> dict:
     url, json_path, sizes = item
     doc = None
     try:
@@ -160,18 +160,20 @@ async def _scan_one(fs: Any, item: tuple, values: bool) -> dict:
         with contextlib.suppress(TFJSError):
             doc = ModelJSON.parse(raw, json_path, require_topology=False)
     row = _summary(url, doc, sizes, json_path)
-    row["ok"] = not any(p.level == ERROR for p in problems)
+    row["ok"] = not failures(problems, strict)
     row["problems"] = [str(p) for p in problems]
     return row
 
 
-def _scan_chunk(chunk: list[tuple], *, prefix: str, options: dict, values: bool) -> list[dict]:
+def _scan_chunk(
+    chunk: list[tuple], *, prefix: str, options: dict, values: bool, strict: bool
+) -> list[dict]:
     """One task: scan a chunk of bundles (runs on a worker)."""
     fs, _ = resolve(prefix, **options)
 
     async def run() -> list[dict]:
         return await gather_bounded(
-            (_scan_one(fs, item, values) for item in chunk), TASK_CONCURRENCY
+            (_scan_one(fs, item, values, strict) for item in chunk), TASK_CONCURRENCY
         )
 
     return sync(get_loop(), run)
@@ -182,6 +184,7 @@ def scan(
     client: Any = None,
     *,
     values: bool = False,
+    strict: bool = False,
     progress: Callback | None = None,
     **storage_options: Any,
 ):
@@ -198,6 +201,8 @@ def scan(
         Also decode every weight and check float values are finite (reads
         every shard); otherwise only model.json is read, plus the shards of
         groups that hold string weights.
+    strict : bool
+        Warnings make a bundle fail too (``ok`` False), as in ``tfjsfs verify --strict``.
     progress : fsspec.callbacks.Callback, optional
         Counts bundles done.
     **storage_options
@@ -209,7 +214,8 @@ def scan(
         Columns :data:`SCAN_COLUMNS`: ``url``, ``format``, ``generatedBy``,
         ``weights`` (count), ``bytes`` (weight bytes), ``dtypes`` and
         ``quantization`` (comma-separated), ``shards`` (count), ``ok`` (no
-        errors) and ``problems`` (list of messages, warnings included).
+        failures: :func:`tfjsfs.model.verify.failures`) and ``problems``
+        (list of messages, warnings included).
     """
     found = discover(prefix, storage_options)
     items = [(b.url, b.json_path, b.shard_sizes()) for b in found]
@@ -221,6 +227,7 @@ def scan(
         prefix=os.fspath(prefix),
         options=dict(storage_options),
         values=values,
+        strict=strict,
     )
     return _frame(rows, SCAN_COLUMNS, "url")
 
@@ -228,11 +235,12 @@ def scan(
 # ------------------------------------------------------------------ verify
 
 
-def _verify_chunk(chunk: list[str], *, options: dict, values: bool) -> list[dict]:
+def _verify_chunk(chunk: list[str], *, options: dict, values: bool, strict: bool) -> list[dict]:
     async def one(url: str) -> dict:
         problems = await verify_model_async(url, values=values, storage_options=options)
-        errors = [str(p) for p in problems if p.level == ERROR]
-        warnings = [str(p) for p in problems if p.level != ERROR]
+        failed = failures(problems, strict)
+        errors = [str(p) for p in failed]
+        warnings = [str(p) for p in problems if p not in failed]
         return {"url": url, "ok": not errors, "errors": errors, "warnings": warnings}
 
     async def run() -> list[dict]:
@@ -246,6 +254,7 @@ def verify_all(
     client: Any = None,
     *,
     values: bool = True,
+    strict: bool = False,
     progress: Callback | None = None,
     **storage_options: Any,
 ):
@@ -257,14 +266,18 @@ def verify_all(
         A prefix (every bundle under it) or a list of model URLs.
     client : distributed.Client or str, optional
     values : bool
-        Decode every weight and check finiteness (default True).
+        Decode every weight and report non-finite values (default True).
+    strict : bool
+        Warnings (non-finite values among them) fail too, as in
+        ``tfjsfs verify --strict``.
     progress : fsspec.callbacks.Callback, optional
     **storage_options
 
     Returns
     -------
     pandas.DataFrame
-        Columns ``url``, ``ok``, ``errors``, ``warnings`` (lists of messages).
+        Columns ``url``, ``ok``, ``errors`` (what fails the bundle, see
+        :func:`tfjsfs.model.verify.failures`), ``warnings`` (the rest).
     """
     if isinstance(targets, (str, os.PathLike)):
         urls = [b.url for b in discover(os.fspath(targets), storage_options)]
@@ -277,6 +290,7 @@ def verify_all(
         progress or DEFAULT_CALLBACK,
         options=dict(storage_options),
         values=values,
+        strict=strict,
     )
     return _frame(rows, ["url", "ok", "errors", "warnings"], "url")
 

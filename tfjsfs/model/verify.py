@@ -3,8 +3,10 @@
 :func:`verify_model` reports *every* problem it finds (not just the first),
 each naming the file and, where there is one, the weight:
 
-* model.json schema: JSON object, ``modelTopology`` and ``weightsManifest``,
-  field types, weight entries (name, shape, dtype), unique names;
+* model.json schema: the rules of :mod:`tfjsfs.format.rules`, the very ones a
+  load applies (JSON object, ``modelTopology`` and ``weightsManifest``, field
+  types, weight entries, unique names, bounds on nesting, rank, dimensions,
+  name and path lengths and counts);
 * TF.js loadability: dtype/quantization combinations TF.js rejects (``float16``
   only for float32, ``uint8``/``uint16`` only for float32/int32 and needing
   ``min``/``scale``), unquantized ``uint8``/``uint16``/``float16`` dtypes,
@@ -14,15 +16,19 @@ each naming the file and, where there is one, the weight:
   another host;
 * completeness: every shard present, every group's byte count equal to what
   its weights need (short groups name the first weight that overruns);
-* values (``values=True``): every weight decodes, and float weights are finite.
+* values (``values=True``): every weight decodes; float weights holding NaN
+  or infinities are reported as warnings (graph models carry deliberate
+  ``-inf`` constants), saying which case it is.
 
 Problems have a ``level``: ``"error"`` (the bundle is broken or TF.js cannot
-load it) or ``"warning"`` (tolerated, e.g. trailing bytes at the very end).
+load it) or ``"warning"`` (tolerated, e.g. trailing bytes at the very end, or
+non-finite values). :func:`failures` is the one rule for "broken": errors,
+plus warnings in strict mode.
 """
 
 from __future__ import annotations
 
-import math
+import dataclasses
 import posixpath
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -33,30 +39,22 @@ from fsspec.asyn import get_loop, sync
 
 from .._util.concurrency import gather_bounded
 from ..errors import ShardMissingError, TFJSError, UnsafePathError, WeightDataError
-from ..format.codec import decode_weight, string_byte_length
-from ..format.manifest import (
-    DTYPE_SIZES,
-    QUANTIZED_SIZES,
-    ModelJSON,
-    WeightIndex,
-    check_shard_path,
-    parse_json,
-)
+from ..format.codec import decode_weight, weight_extents
+from ..format.manifest import ModelJSON, WeightIndex, check_shard_path, parse_json
+from ..format.rules import ERROR, WARNING, Findings, check_model_json
 from ..io.fetch import locate_model_json
 from ..io.resolve import resolve
 from ..io.transfer import join, norm
 
-__all__ = ["Problem", "check_bundle", "check_manifest", "verify_model", "verify_model_async"]
+__all__ = [
+    "Problem",
+    "check_bundle",
+    "check_manifest",
+    "failures",
+    "verify_model",
+    "verify_model_async",
+]
 
-ERROR, WARNING = "error", "warning"
-FORMATS = ("layers-model", "graph-model")
-_OBJECT_KEYS = (
-    "signature",
-    "userDefinedMetadata",
-    "modelInitializer",
-    "initializerSignature",
-    "trainingConfig",
-)
 _INFO_CONCURRENCY = 32
 
 
@@ -97,103 +95,14 @@ class Problem:
 # ------------------------------------------------------------------ schema
 
 
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def _check_quantization(q: Any, dtype: str, add) -> None:
-    if not isinstance(q, dict):
-        add("'quantization' must be an object")
-        return
-    qd = q.get("dtype")
-    if qd not in QUANTIZED_SIZES:
-        add(f"unknown quantization dtype {qd!r}; TF.js supports 'uint8', 'uint16' and 'float16'")
-        return
-    if qd == "float16":
-        if dtype != "float32":
-            add(
-                f"is quantized with float16, which TF.js supports only for float32 "
-                f"weights, not {dtype}"
-            )
-        return
-    if dtype not in ("float32", "int32"):
-        add(f"TF.js has no {qd} quantization for {dtype} weights")
-    if "min" not in q or "scale" not in q:
-        add(f"quantization {qd} has no 'min' and 'scale' (TF.js needs both)")
-    elif not (_is_number(q["min"]) and _is_number(q["scale"])):
-        add(f"quantization 'min'/'scale' must be finite numbers: {q['min']!r}, {q['scale']!r}")
-
-
-def _check_weight(entry: Any, where: str, seen: dict, file: str, out: list[Problem]) -> None:
-    if not isinstance(entry, dict):
-        out.append(Problem(file, f"{where} is not an object"))
-        return
-    name = entry.get("name")
-    if not isinstance(name, str) or not name:
-        out.append(Problem(file, f"{where} has no string 'name'"))
-        return
-
-    def add(message: str, level: str = ERROR) -> None:
-        out.append(Problem(file, message, name, level))
-
-    if name in seen:
-        add(f"duplicate weight name (also {seen[name]})")
-    seen[name] = where
-    shape = entry.get("shape")
-    if not isinstance(shape, list) or not all(_is_int(d) for d in shape):
-        add(f"shape must be a list of integers, got {shape!r}")
-    elif any(d < 0 for d in shape):
-        add(f"negative dimension in shape {shape}")
-    dtype = entry.get("dtype")
-    quant = entry.get("quantization")
-    if dtype in QUANTIZED_SIZES and quant is None:
-        add(
-            f"dtype {dtype} without quantization: TF.js cannot load it "
-            "('Unsupported dtype'); store it as int32/float32 or quantize it"
-        )
-    elif dtype not in (*DTYPE_SIZES, "string"):
-        add(f"unknown dtype {dtype!r}; TF.js supports {', '.join((*DTYPE_SIZES, 'string'))}")
-    elif quant is not None:
-        _check_quantization(quant, dtype, add)
-    group = entry.get("group")
-    if group is not None and group not in ("model", "optimizer"):
-        add(f"'group' is {group!r}; TF.js knows 'model' and 'optimizer'", WARNING)
-
-
-def _check_paths(
-    paths: list, where: str, file: str, seen: dict, out: list[Problem], allow_outside: bool
-) -> None:
-    for p, path in enumerate(paths):
-        if not isinstance(path, str) or not path:
-            out.append(Problem(file, f"{where}.paths[{p}] must be a non-empty string"))
-            continue
-        try:
-            check_shard_path(path, file, allow_outside=allow_outside)
-        except UnsafePathError as exc:
-            out.append(Problem(file, str(exc).split(": ", 1)[-1]))
-        if "?" in path or "#" in path:
-            out.append(
-                Problem(
-                    file,
-                    f"shard path {path!r} has a query or fragment; TF.js sends it to the "
-                    "server, which may not serve that name",
-                    level=WARNING,
-                )
-            )
-        key = posixpath.normpath(path.split("?", 1)[0])
-        if key in seen:
-            out.append(Problem(file, f"shard path {path!r} is listed twice ({seen[key]})"))
-        seen[key] = f"{where}.paths[{p}]"
-
-
 def check_manifest(
     doc: Any, file: str = "model.json", *, allow_outside: bool = False
 ) -> list[Problem]:
     """Schema and TF.js-loadability problems of a decoded model.json object.
+
+    The rules are those of :mod:`tfjsfs.format.rules` (the ones a load
+    applies, raising on the first), all reported here, plus the safety of
+    every shard path.
 
     Parameters
     ----------
@@ -204,61 +113,20 @@ def check_manifest(
     allow_outside : bool
         Accept shard paths outside the model folder.
     """
-    out: list[Problem] = []
-    if not isinstance(doc, Mapping):
-        return [Problem(file, f"model.json must be a JSON object, got {type(doc).__name__}")]
-    if "modelTopology" not in doc:
-        out.append(Problem(file, "the 'modelTopology' field is missing"))
-    elif doc["modelTopology"] is None:
-        out.append(Problem(file, "'modelTopology' is null: only weights can load", level=WARNING))
-    fmt = doc.get("format")
-    if fmt is not None and not isinstance(fmt, str):
-        out.append(Problem(file, "'format' must be a string"))
-    elif fmt is not None and fmt not in FORMATS:
-        out.append(Problem(file, f"unknown format {fmt!r} (expected {FORMATS})", level=WARNING))
-    for key in ("generatedBy", "convertedBy"):
-        if doc.get(key) is not None and not isinstance(doc.get(key), str):
-            out.append(Problem(file, f"'{key}' must be a string"))
-    for key in _OBJECT_KEYS:
-        if doc.get(key) is not None and not isinstance(doc.get(key), dict):
-            out.append(Problem(file, f"'{key}' must be a JSON object"))
-    manifest = doc.get("weightsManifest")
-    if "weightsManifest" not in doc:
-        out.append(Problem(file, "the 'weightsManifest' field is missing"))
-        return out
-    if not isinstance(manifest, list):
-        out.append(
-            Problem(file, f"'weightsManifest' must be a list, got {type(manifest).__name__}")
-        )
-        return out
-    names: dict[str, str] = {}
-    paths_seen: dict[str, str] = {}
-    for g, group in enumerate(manifest):
-        where = f"weightsManifest[{g}]"
-        if not isinstance(group, dict):
-            out.append(Problem(file, f"{where} is not an object"))
-            continue
-        paths, weights = group.get("paths"), group.get("weights", [])
-        if not isinstance(paths, list):
-            out.append(Problem(file, f"{where}.paths must be a list of strings"))
-            paths = []
-        _check_paths(paths, where, file, paths_seen, out, allow_outside)
-        if not isinstance(weights, list):
-            out.append(Problem(file, f"{where}.weights must be a list"))
-            continue
-        for w, entry in enumerate(weights):
-            _check_weight(entry, f"{where}.weights[{w}]", names, file, out)
-        if weights and not paths and _nonempty(weights):
-            out.append(Problem(file, f"{where} has weights but no shard paths"))
+    report = Findings(file, collect=True)
+    check_model_json(doc, report, require_topology=True)
+    out = [Problem(file, f.message, f.weight, f.level) for f in report.found]
+    manifest = doc.get("weightsManifest") if isinstance(doc, Mapping) else None
+    for group in manifest if isinstance(manifest, list) else ():
+        paths = group.get("paths") if isinstance(group, dict) else None
+        for path in paths if isinstance(paths, list) else ():
+            if not isinstance(path, str) or not path or "\0" in path:
+                continue  # reported by the rules
+            try:
+                check_shard_path(path, file, allow_outside=allow_outside)
+            except UnsafePathError as exc:
+                out.append(Problem(file, str(exc).split(": ", 1)[-1]))
     return out
-
-
-def _nonempty(weights: list) -> bool:
-    for w in weights:
-        shape = w.get("shape") if isinstance(w, dict) else None
-        if not isinstance(shape, list) or not shape or all(_is_int(d) and d != 0 for d in shape):
-            return True
-    return False
 
 
 # ----------------------------------------------------------------- shards
@@ -482,31 +350,29 @@ async def _check_bytes(
 
 def _walk_group(json_path, g, group, sizes, buffer):
     """(problems, [(start, end)] of each weight) for one group; offsets None if short."""
-    view = memoryview(buffer) if buffer is not None else None
-    total, offset, offsets = sum(sizes), 0, []
-    for spec in group.weights:
-        nbytes = spec.byte_length
-        if nbytes is None:
-            try:
-                nbytes = string_byte_length(view[offset:], spec.size, where="")
-            except WeightDataError as exc:
-                msg = str(exc).split(": ", 1)[-1]
-                return [Problem(json_path, f"group {g + 1}: {msg}", spec.name)], None
-        end = offset + nbytes
-        if end > total:
-            shards = ", ".join(f"{p} ({s} bytes)" for p, s in zip(group.paths, sizes, strict=True))
-            expected = group.expected_bytes
-            need = f"the group needs {expected} bytes, " if expected is not None else ""
-            return [
-                Problem(
-                    json_path,
-                    f"needs bytes {offset}..{end} of group {g + 1} but its shards hold only "
-                    f"{total} ({need}short by {end - total}; shards: {shards or 'none'})",
-                    spec.name,
+    total, offsets = sum(sizes), []
+    try:
+        for spec, start, end in weight_extents(group.weights, buffer, size=total):
+            if end > total:
+                shards = ", ".join(
+                    f"{p} ({s} bytes)" for p, s in zip(group.paths, sizes, strict=True)
                 )
-            ], None
-        offsets.append((offset, end))
-        offset = end
+                expected = group.expected_bytes
+                need = f"the group needs {expected} bytes, " if expected is not None else ""
+                return [
+                    Problem(
+                        json_path,
+                        f"needs bytes {start}..{end} of group {g + 1} but its shards hold "
+                        f"only {total} ({need}short by {end - total}; shards: "
+                        f"{shards or 'none'})",
+                        spec.name,
+                    )
+                ], None
+            offsets.append((start, end))
+    except WeightDataError as exc:  # a string's length prefixes run past the data
+        spec = group.weights[len(offsets)]
+        message = str(exc).removeprefix(f"weight {spec.name!r}: ")
+        return [Problem(json_path, f"group {g + 1}: {message}", spec.name)], None
     return [], offsets
 
 
@@ -519,29 +385,61 @@ def _check_values(json_path, group, buffer, offsets) -> list[Problem]:
         except TFJSError as exc:
             out.append(Problem(json_path, str(exc).split(": ", 1)[-1], spec.name))
             continue
-        if value.dtype.kind in "fc" and value.size:
-            bad = ~np.isfinite(value)
-            count = int(bad.sum())
-            if count:
-                first = np.unravel_index(int(np.argmax(bad)), value.shape) if value.ndim else ()
-                out.append(
-                    Problem(
-                        json_path,
-                        f"{count} of {value.size} values are not finite "
-                        f"(first at index {list(map(int, first))})",
-                        spec.name,
-                    )
-                )
+        problem = _non_finite(json_path, spec, value)
+        if problem is not None:
+            out.append(problem)
     return out
 
 
+#: A float tensor of at most this many elements is a "tiny constant": graph
+#: models hold deliberate infinities in such (thresholds, masks, pad values).
+TINY_CONSTANT = 16
+
+
+def _non_finite(json_path: str, spec, value: np.ndarray) -> Problem | None:
+    """A warning for a float weight holding NaN or infinities, saying which case it is."""
+    if value.dtype.kind not in "fc" or not value.size:
+        return None
+    bad = ~np.isfinite(value)
+    count = int(bad.sum())
+    if not count:
+        return None
+    first = np.unravel_index(int(np.argmax(bad)), value.shape) if value.ndim else ()
+    if np.isnan(value).any():
+        case = "NaN: the values are corrupt or the training run diverged"
+    elif value.size > TINY_CONSTANT:
+        case = "infinities in a large tensor: the training run likely diverged"
+    else:
+        case = (
+            "infinities in a scalar or tiny constant: usually by design "
+            "(a threshold, mask or padding value)"
+        )
+    return Problem(
+        json_path,
+        f"{count} of {value.size} values are not finite "
+        f"(first at index {list(map(int, first))}); {case}",
+        spec.name,
+        WARNING,
+    )
+
+
 # ------------------------------------------------------------------- API
+
+
+def failures(problems: Sequence[Problem], strict: bool = False) -> list[Problem]:
+    """The problems that make a bundle fail: its errors, and its warnings when *strict*.
+
+    The one rule :func:`verify_model`, ``tfjsfs verify``, :func:`tfjsfs.bulk.scan`
+    and :func:`tfjsfs.bulk.verify_all` use to call a bundle broken.
+    """
+    return [p for p in problems if strict or p.level == ERROR]
 
 
 async def verify_model_async(
     url: Any,
     *,
     values: bool = False,
+    strict: bool = False,
     allow_outside: bool = False,
     storage_options: Mapping[str, Any] | None = None,
 ) -> list[Problem]:
@@ -551,13 +449,17 @@ async def verify_model_async(
         json_path = await locate_model_json(fs, path)
     except TFJSError as exc:
         return [Problem(path, str(exc))]
-    return await check_bundle(fs, json_path, values=values, allow_outside=allow_outside)
+    problems = await check_bundle(fs, json_path, values=values, allow_outside=allow_outside)
+    if strict:
+        problems = [dataclasses.replace(p, level=ERROR) for p in problems]
+    return problems
 
 
 def verify_model(
     url: Any,
     *,
     values: bool = False,
+    strict: bool = False,
     allow_outside: bool = False,
     storage_options: Mapping[str, Any] | None = None,
 ) -> list[Problem]:
@@ -568,8 +470,11 @@ def verify_model(
     url : str or os.PathLike
         A model folder or model JSON on any fsspec store.
     values : bool
-        Also read every weight: it must decode, and float weights must be
-        finite (no NaN or infinity).
+        Also read every weight: it must decode (an error if not), and float
+        weights holding NaN or infinities are reported (a warning saying
+        which case: NaN, infinities in a large tensor, or in a tiny constant).
+    strict : bool
+        Report every warning as an error (as ``tfjsfs verify --strict``).
     allow_outside : bool
         Accept shard paths outside the model folder.
     storage_options : dict, optional
@@ -589,6 +494,7 @@ def verify_model(
         verify_model_async,
         url,
         values=values,
+        strict=strict,
         allow_outside=allow_outside,
         storage_options=storage_options,
     )

@@ -32,8 +32,9 @@ from multidict import CIMultiDict
 
 from ..errors import UploadError, UploadTooLargeError, WeightDataError
 from ..format.artifacts import ModelArtifacts
-from ..format.codec import string_byte_length
+from ..format.codec import weight_extents
 from ..format.manifest import ModelJSON
+from ..io.bundle import gc_paused
 from ..model.http import JSON_FIELD, WEIGHTS_FIELD
 
 __all__ = [
@@ -266,27 +267,30 @@ def check_weight_bytes(doc: ModelJSON, view: memoryview) -> None:
     specs = doc.weight_specs
     label = _part_label(WEIGHTS_FIELD)
     total = len(view)
-    offset = 0
-    for spec in specs:
-        nbytes = spec.byte_length
-        if nbytes is None:
-            try:
-                nbytes = string_byte_length(view[offset:], spec.size, where="")
-            except WeightDataError as exc:
-                raise WeightDataError(
-                    f"{label} holds {total} bytes but string weight {spec.name!r} "
-                    f"({list(spec.shape)}, from byte {offset}) runs past its end:{exc}"
-                ) from None
-        end = offset + nbytes
+    offset = count = 0
+    walk = weight_extents(specs, view)
+    while True:
+        try:
+            item = next(walk, None)
+        except WeightDataError as exc:  # a string's length prefixes run past the end
+            spec = specs[count]
+            raise WeightDataError(
+                f"{label} holds {total} bytes but string weight {spec.name!r} "
+                f"({list(spec.shape)}, from byte {offset}) runs past its end: "
+                f"{str(exc).removeprefix(f'weight {spec.name!r}: ')}"
+            ) from None
+        if item is None:
+            break
+        spec, start, end = item
         if end > total:
             need = expected_weight_bytes(doc)
             need_text = f"the manifest's {len(specs)} weights need {need} bytes, " if need else ""
             raise WeightDataError(
                 f"{label} holds {total} bytes but {need_text}weight {spec.name!r} "
-                f"({spec.dtype} {list(spec.shape)}) needs bytes {offset}..{end} "
+                f"({spec.dtype} {list(spec.shape)}) needs bytes {start}..{end} "
                 f"(short by {end - total})"
             )
-        offset = end
+        offset, count = end, count + 1
     if offset != total:
         last = f" after the last weight {specs[-1].name!r}" if specs else ""
         raise WeightDataError(
@@ -413,7 +417,22 @@ async def _read_parts(headers, content, budget, spool, max_json_bytes) -> Upload
             f"missing part {JSON_FIELD!r} (received {got or 'no parts'}); TF.js sends "
             f"{JSON_FIELD!r} and {WEIGHTS_FIELD!r}"
         )
-    doc = ModelJSON.parse(json_bytes, _part_label(JSON_FIELD), require_topology=False)
+    # Parsing and checking are CPU work on untrusted input: never on the event loop.
+    work = asyncio.ensure_future(
+        asyncio.to_thread(_check_parts, json_bytes, json_info, weights_info, spool)
+    )
+    try:
+        return await asyncio.shield(work)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            await work  # it still reads the spool: let it finish before the spool is freed
+        raise
+
+
+def _check_parts(json_bytes: bytes, json_info, weights_info, spool: Spool) -> Upload:
+    """Parse model.json and check the weights part against it (runs in a worker thread)."""
+    with gc_paused():  # millions of acyclic objects: no stop-the-world collections meanwhile
+        doc = ModelJSON.parse(json_bytes, _part_label(JSON_FIELD), require_topology=False)
     uses_part = _manifest_uses_weights_part(doc)
     needed = expected_weight_bytes(doc)
     if weights_info is None and uses_part and (needed is None or needed > 0):
