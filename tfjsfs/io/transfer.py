@@ -29,7 +29,6 @@ import dataclasses
 import hashlib
 import math
 import posixpath
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -59,27 +58,9 @@ __all__ = [
     "copy_bundle",
     "default_shard_size",
     "digest",
-    "join",
-    "norm",
     "open_source",
     "same_location",
 ]
-
-
-_SCHEME_HOST = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://[^/]*")
-
-
-def norm(path: str) -> str:
-    """``posixpath.normpath`` that keeps a URL's ``scheme://host`` intact."""
-    match = _SCHEME_HOST.match(path)
-    head = match.group(0) if match else ""
-    rest = path[len(head) :]
-    return head + (posixpath.normpath(rest) if rest else "")
-
-
-def join(folder: str, rel: str) -> str:
-    """*rel* (a manifest shard path, query dropped) inside *folder*, normalised."""
-    return norm(posixpath.join(folder, rel.split("?", 1)[0].split("#", 1)[0]))
 
 
 def digest(data: Any) -> bytes:

@@ -26,7 +26,8 @@ from fsspec.implementations.local import LocalFileSystem
 from .._util.concurrency import gather_bounded
 from ..errors import BundleExistsError, ManifestError, UnsafePathError
 from ..format.layouts import BundlePlan, ShardPlan
-from ..format.manifest import ModelJSON, WeightGroup, check_shard_path
+from ..format.manifest import ModelJSON, WeightGroup
+from .location import locate_shard
 
 __all__ = ["write_bundle"]
 
@@ -76,7 +77,7 @@ def _safe_paths(doc: ModelJSON | None, source: str) -> set[str]:
     for group in doc.weights_manifest if doc else ():
         for path in group.paths:
             try:
-                out.add(posixpath.normpath(check_shard_path(path, source)))
+                out.add(locate_shard("", path, kind="key", source=source))
             except (ManifestError, UnsafePathError):
                 continue
     return out

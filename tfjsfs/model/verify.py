@@ -39,12 +39,12 @@ from ..format.manifest import (
     QUANTIZED_SIZES,
     ModelJSON,
     WeightIndex,
-    check_shard_path,
     parse_json,
 )
 from ..io.fetch import locate_model_json
+from ..io.location import listing_key, locate_shard
 from ..io.resolve import resolve
-from ..io.transfer import join, norm
+from ..io.shardurls import resolve_shard_paths
 
 __all__ = ["Problem", "check_bundle", "check_manifest", "verify_model", "verify_model_async"]
 
@@ -172,19 +172,19 @@ def _check_paths(
             out.append(Problem(file, f"{where}.paths[{p}] must be a non-empty string"))
             continue
         try:
-            check_shard_path(path, file, allow_outside=allow_outside)
+            key = locate_shard("", path, kind="key", source=file, allow_outside=allow_outside)
         except UnsafePathError as exc:
             out.append(Problem(file, str(exc).split(": ", 1)[-1]))
-        if "?" in path or "#" in path:
+            key = path
+        if "?" in path:
             out.append(
                 Problem(
                     file,
-                    f"shard path {path!r} has a query or fragment; TF.js sends it to the "
+                    f"shard path {path!r} has a query; TF.js sends it to the "
                     "server, which may not serve that name",
                     level=WARNING,
                 )
             )
-        key = posixpath.normpath(path.split("?", 1)[0])
         if key in seen:
             out.append(Problem(file, f"shard path {path!r} is listed twice ({seen[key]})"))
         seen[key] = f"{where}.paths[{p}]"
@@ -275,18 +275,6 @@ class _Located:
         return posixpath.dirname(self.json_path)
 
 
-def _shard_paths(doc: ModelJSON, json_path: str, allow_outside: bool) -> list[list[str]]:
-    folder = posixpath.dirname(json_path)
-    out = []
-    for group in doc.weights_manifest:
-        paths = []
-        for path in group.paths:
-            rel = check_shard_path(path, json_path, allow_outside=allow_outside)
-            paths.append(rel if "://" in rel else join(folder, rel))
-        out.append(paths)
-    return out
-
-
 async def _read_shard(fs: Any, path: str, expected: int, json_path: str) -> bytes:
     try:
         data = await fs._cat_file(path)
@@ -314,7 +302,7 @@ async def _sizes(
         except (FileNotFoundError, NotImplementedError, NotADirectoryError, OSError):
             entries = []
         for e in entries:
-            name = norm(e["name"].rstrip("/"))
+            name = listing_key(e["name"])
             if name in wanted and e.get("type") == "file" and e.get("size") is not None:
                 sizes[name] = int(e["size"])
 
@@ -398,7 +386,9 @@ async def check_bundle(
         return problems
     try:
         doc = ModelJSON.parse(decoded, json_path)
-        shard_paths = _shard_paths(doc, json_path, allow_outside)
+        shard_paths = resolve_shard_paths(
+            doc, json_path, allow_outside=allow_outside, carry_query=False
+        )
     except TFJSError as exc:
         return [*problems, Problem(json_path, str(exc).split(": ", 1)[-1])]
     bundle = _Located(json_path, doc, shard_paths)

@@ -31,7 +31,8 @@ from .._util.entries import modified_time, version_key
 from ..errors import ManifestError, ModelNotFoundError, UnsafePathError
 from ..format.artifacts import ModelArtifacts, ModelArtifactsInfo, SaveResult
 from ..format.layouts import DEFAULT_SHARD_SIZE, ShardPlan, plan_bundle
-from ..format.manifest import ModelJSON, WeightGroup, check_shard_path
+from ..format.manifest import ModelJSON, WeightGroup
+from ..io.location import locate_shard
 from ..io.resolve import resolve
 from ..io.writer import is_local, write_bundle
 
@@ -374,10 +375,9 @@ class ModelStore:
         for group in summary.doc.weights_manifest if summary.doc else ():
             for path in group.paths:
                 try:
-                    rel = check_shard_path(path, summary.json_path)
-                except (ManifestError, UnsafePathError):
+                    out.append(locate_shard("", path, kind="key", source=summary.json_path))
+                except UnsafePathError:
                     continue
-                out.append(posixpath.normpath(rel.split("?", 1)[0]))
         return out
 
     def _relative(self, path: str) -> str | None:
