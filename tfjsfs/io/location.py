@@ -38,6 +38,7 @@ import unicodedata
 import urllib.parse
 from typing import Any, Literal
 
+import fsspec
 from fsspec.implementations.local import LocalFileSystem
 from fsspec.implementations.memory import MemoryFileSystem
 
@@ -50,6 +51,7 @@ __all__ = [
     "is_url",
     "listing_key",
     "locate_shard",
+    "name_in_folder",
     "store_kind",
 ]
 
@@ -268,11 +270,15 @@ def locate_shard(
     if "#" in path:
         raise _refuse(source, path, "has a '#' (a URL fragment: it names no file)")
     if path.startswith("//") or _SCHEME.match(path):
+        if not path.startswith("//") and not is_url(path):
+            raise _refuse(source, path, "starts with a scheme or drive but is no URL")
         if not allow_outside:
             raise _refuse(source, path, "names another location", outside=True)
         if path.startswith("//"):
             scheme = folder.split("://", 1)[0] if is_url(folder) else "https"
             return f"{scheme}:{path}"
+        if path.split("://", 1)[0].lower() not in fsspec.available_protocols():
+            raise _refuse(source, path, "names a protocol fsspec does not know")
         return path
     name, _, own_query = path.partition("?")
     segments, outside = _segments(name, source, path, allow_outside)
@@ -297,3 +303,17 @@ def locate_shard(
     if inside_folder(folder, location, kind) is None:
         raise _refuse(source, path, "does not resolve inside the model folder", outside=True)
     return location
+
+
+def name_in_folder(path: str, source: str = "model.json") -> str | None:
+    """The clean path of manifest path *path* inside its model folder, or None.
+
+    :func:`locate_shard` relative to the folder itself (as a file store reads
+    it: a ``?`` ends the name, ``./`` is dropped); None when it refuses the
+    path. For callers that name files inside the folder and leave others
+    alone (the server's file list, stale-shard clean-up, copies).
+    """
+    try:
+        return locate_shard("", path, kind="key", source=source)
+    except UnsafePathError:
+        return None

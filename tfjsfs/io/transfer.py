@@ -50,6 +50,7 @@ from ..format.manifest import (
 )
 from .bundle import shard_sizes
 from .fetch import open_bundle
+from .location import name_in_folder
 from .writer import DEFAULT_WRITE_CONCURRENCY, write_bundle
 
 __all__ = [
@@ -214,10 +215,8 @@ class _Reader:
 
 def _keep_name(path: str) -> str | None:
     """The destination name for a source shard path, or None to rename it."""
-    if "://" in path or path.startswith("/") or ".." in path.split("/"):
-        return None
-    path = path.split("?", 1)[0].split("#", 1)[0]
-    return path or None
+    name = name_in_folder(path)
+    return path if name is not None and path == f"./{name}" else name
 
 
 def _plan_as_is(src: SourceBundle, json_name: str) -> tuple[BundlePlan, dict, bool]:

@@ -32,7 +32,7 @@ from ..errors import ManifestError, ModelNotFoundError, UnsafePathError
 from ..format.artifacts import ModelArtifacts, ModelArtifactsInfo, SaveResult
 from ..format.layouts import DEFAULT_SHARD_SIZE, ShardPlan, plan_bundle
 from ..format.manifest import ModelJSON, WeightGroup
-from ..io.location import locate_shard
+from ..io.location import name_in_folder
 from ..io.resolve import resolve
 from ..io.writer import is_local, write_bundle
 
@@ -374,10 +374,9 @@ class ModelStore:
         out = []
         for group in summary.doc.weights_manifest if summary.doc else ():
             for path in group.paths:
-                try:
-                    out.append(locate_shard("", path, kind="key", source=summary.json_path))
-                except UnsafePathError:
-                    continue
+                name = name_in_folder(path, summary.json_path)
+                if name is not None:
+                    out.append(name)
         return out
 
     def _relative(self, path: str) -> str | None:
