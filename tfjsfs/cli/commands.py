@@ -24,8 +24,8 @@ from ..format.manifest import ModelJSON
 from ..format.summary import human_size as fmt
 from ..format.summary import summarize
 from ..io.fetch import locate_model_json
+from ..io.location import listing_key
 from ..io.resolve import resolve
-from ..io.transfer import norm
 from ..model import bulk
 from ..model.api import load_weights
 from ..model.manage import (
@@ -191,7 +191,7 @@ def cmd_info(args: argparse.Namespace) -> int:
             entries = await fs._ls(posixpath.dirname(json_path), detail=True)
         except (OSError, NotImplementedError, ValueError):
             entries = []  # HTTP without listings: sizes from the manifest
-        listing = {norm(e["name"].rstrip("/")): e for e in entries}
+        listing = {listing_key(e["name"]): e for e in entries}
         return json_path, doc, BundleListing(args.url, json_path, listing, doc=doc).info()
 
     json_path, doc, info = run_sync(read())

@@ -11,13 +11,12 @@ import bisect
 import functools
 import json
 import math
-import posixpath
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import ManifestError, UnsafePathError, WeightDataError
+from ..errors import ManifestError, WeightDataError
 from .dtypes import DTYPE_SIZES, DTYPES, QUANTIZED_SIZES
 from .rules import (
     MAX_DEPTH,
@@ -444,34 +443,6 @@ class ModelJSON:
     def weight_specs(self) -> list[WeightSpec]:
         """All groups' weights, flattened in manifest order (TF.js ``weightSpecs``)."""
         return [w for g in self.weights_manifest for w in g.weights]
-
-
-def check_shard_path(path: str, source: str, *, allow_outside: bool = False) -> str:
-    """Normalise a manifest shard path relative to model.json's folder.
-
-    ``./x`` and ``x`` are the same. Absolute paths, ``..`` escapes and URLs
-    with a scheme are refused unless *allow_outside*.
-    """
-
-    if not path:
-        raise ManifestError(f"{source}: empty shard path in weightsManifest")
-    if "://" in path or path.startswith("//"):
-        if allow_outside:
-            return path
-        raise UnsafePathError(
-            f"{source}: shard path {path!r} names another location; "
-            "pass allow_outside=True to follow it"
-        )
-    bare = path.split("?", 1)[0].split("#", 1)[0]
-    normal = posixpath.normpath(bare)
-    if posixpath.isabs(bare) or normal == ".." or normal.startswith("../"):
-        if allow_outside:
-            return path
-        raise UnsafePathError(
-            f"{source}: shard path {path!r} escapes the model folder; "
-            "pass allow_outside=True to follow it"
-        )
-    return path[2:] if path.startswith("./") else path
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from ..errors import ManifestError, ModelNotFoundError, ShardMissingError, Trans
 from ..format.layouts import DEFAULT_SHARD_SIZE, json_candidates
 from ..format.manifest import DTYPE_SIZES, ModelJSON, WeightIndex, parse_json
 from ..format.rules import MAX_GROUPS, MAX_WEIGHTS, plain_name, plain_paths, shape_elements
+from .location import listing_key
 from .shardurls import (
     LoadOptions,
     folder_of,
@@ -562,7 +563,7 @@ async def shard_sizes(
             listing = []
         want = set(wanted)
         for entry in listing:
-            name = posixpath.normpath(entry["name"].rstrip("/"))
+            name = listing_key(entry["name"])
             if name in want and entry.get("type") == "file" and entry.get("size") is not None:
                 sizes[name] = int(entry["size"])
 

@@ -13,7 +13,6 @@ filesystem.
 from __future__ import annotations
 
 import inspect
-import posixpath
 import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -23,8 +22,9 @@ import fsspec
 
 from .._util.concurrency import gather_bounded
 from .._util.urls import is_http as is_http_protocol
-from ..errors import ManifestError
-from ..format.manifest import ModelJSON, check_shard_path
+from ..errors import ManifestError, UnsafePathError
+from ..format.manifest import ModelJSON
+from .location import folder_of, is_url, locate_shard, store_kind
 from .resolve import as_async
 
 __all__ = [
@@ -69,12 +69,6 @@ class LoadOptions:
     weight_url_converter: WeightUrlConverter | None = None
     carry_query: bool = True
     allow_outside: bool = False
-
-
-def folder_of(json_path: str) -> str:
-    """The folder holding *json_path* (a URL's query string is ignored)."""
-    base = json_path.split("?", 1)[0] if "://" in json_path else json_path
-    return posixpath.dirname(base)
 
 
 def is_http(fs: Any) -> bool:
@@ -154,29 +148,23 @@ async def resolve_shards(
                     f"{json_path}: weightsManifest[{g}].paths must be a list of strings"
                 )
             groups.append(paths)
-    http = is_http(fs)
-    folder = folder_of(json_path)
-    query = ""
-    if http and options.carry_query:
-        query = urllib.parse.urlsplit(json_path).query
-        query = f"?{query}" if query else ""
     converter = options.weight_url_converter
     if converter is not None:
-        urls = await gather_bounded(
-            (_convert(converter, p) for paths in groups for p in paths), DEFAULT_BATCH_SIZE
+        urls = iter(
+            await gather_bounded(
+                (_convert(converter, p) for paths in groups for p in paths), DEFAULT_BATCH_SIZE
+            )
         )
+    kind = store_kind(fs, json_path)
     out: list[list[str]] = []
     foreign: dict[str, Any] = {}
-    n = 0
     for paths in groups:
         resolved = []
         for path in paths:
             if converter is not None:
-                where, inner = _fs_for_url(urls[n], fs)
-                n += 1
+                where, inner = _fs_for_url(next(urls), fs)
             else:
-                rel = check_shard_path(path, json_path, allow_outside=options.allow_outside)
-                where, inner = _locate(fs, folder, rel, options, http, query)
+                where, inner = _locate(fs, json_path, path, kind, options)
             if where is not fs:
                 foreign[inner] = where
             resolved.append(inner)
@@ -185,53 +173,84 @@ async def resolve_shards(
 
 
 def resolve_shard_paths(
-    doc: ModelJSON, json_path: str, *, allow_outside: bool = False
-) -> list[list[str]]:
-    """Inner paths of every group's shards, relative to model.json's folder.
+    doc: ModelJSON,
+    json_path: str,
+    *,
+    allow_outside: bool = False,
+    carry_query: bool = True,
+    strict: bool = True,
+) -> list[list[str | None]]:
+    """Location of every group's shards, for callers that have only the path.
 
-    The synchronous form for callers that have only the path: no
-    ``weight_url_converter``; URLs of other hosts are kept as given (when
-    allowed). Over HTTP (an ``http(s)://`` *json_path*) model.json's query
-    string is carried onto the shard URLs, as TF.js does.
+    No ``weight_url_converter`` or prefix; URLs of other hosts are kept as
+    given (when allowed). Over HTTP (a *json_path* with ``scheme://``)
+    model.json's query string is carried onto the shard URLs, as TF.js does,
+    unless *carry_query* is False.
+
+    Parameters
+    ----------
+    strict : bool
+        Raise :class:`~tfjsfs.errors.UnsafePathError` for a path
+        :func:`~tfjsfs.io.location.locate_shard` refuses; when False its
+        location is None instead (for summaries that must not fail).
     """
-    options = LoadOptions(allow_outside=allow_outside)
-    http = json_path.startswith(("http://", "https://"))
-    query = urllib.parse.urlsplit(json_path).query if http else ""
-    query = f"?{query}" if query else ""
+    kind = store_kind(None, json_path)
     folder = folder_of(json_path)
-    out = []
-    for group in doc.weights_manifest:
-        paths = []
-        for path in group.paths:
-            rel = check_shard_path(path, json_path, allow_outside=allow_outside)
-            if "://" in rel or rel.startswith("//"):
-                paths.append(rel)
-            else:
-                paths.append(_locate(None, folder, rel, options, http, query)[1])
-        out.append(paths)
-    return out
+    query = _model_query(json_path, kind, carry_query)
+
+    def one(path: str) -> str | None:
+        try:
+            return locate_shard(
+                folder, path, kind=kind, source=json_path, allow_outside=allow_outside, query=query
+            )
+        except UnsafePathError:
+            if strict:
+                raise
+            return None
+
+    return [[one(p) for p in group.paths] for group in doc.weights_manifest]
+
+
+def _model_query(json_path: str, kind: str, carry: bool) -> str:
+    """model.json's query string, to carry onto shard URLs over HTTP."""
+    if kind != "http" or not carry:
+        return ""
+    return urllib.parse.urlsplit(json_path).query
+
+
+def _same_origin(a: str, b: str) -> bool:
+    sa, sb = urllib.parse.urlsplit(a), urllib.parse.urlsplit(b)
+    return (sa.scheme.lower(), sa.netloc.lower()) == (sb.scheme.lower(), sb.netloc.lower())
 
 
 def _locate(
-    fs: Any, folder: str, rel: str, options: LoadOptions, http: bool, query: str
+    fs: Any, json_path: str, path: str, kind: str, options: LoadOptions
 ) -> tuple[Any, str]:
+    """The filesystem and inner path of manifest path *path* (through :func:`locate_shard`)."""
+    query = _model_query(json_path, kind, options.carry_query)
     prefix = options.weight_path_prefix
-    if "://" in rel or rel.startswith("//"):  # allowed absolute URL
-        if rel.startswith("//"):
-            scheme = folder.split("://", 1)[0] if "://" in folder else "https"
-            rel = f"{scheme}:{rel}"
+    if prefix is None:
+        where = locate_shard(
+            folder_of(json_path),
+            path,
+            kind=kind,
+            source=json_path,
+            allow_outside=options.allow_outside,
+            query=query,
+        )
+        foreign = not _same_origin(where, json_path) if kind == "http" else is_url(where)
+        return _fs_for_url(where, fs) if foreign else (fs, where)
+    # the prefix is the folder, concatenated verbatim (TF.js): the path relative to it
+    rel = locate_shard(
+        "",
+        path,
+        kind="http" if is_url(prefix) else kind,
+        source=json_path,
+        allow_outside=options.allow_outside,
+    )
+    if is_url(rel):  # an allowed foreign URL
         return _fs_for_url(rel, fs)
-    if prefix is not None:
-        where, inner = _fs_for_url(prefix + rel, fs)
-        return where, _join_query(inner, query) if is_http(where) else inner
-    if http:
-        base = urllib.parse.urlsplit(folder + "/")
-        path = posixpath.normpath(posixpath.join(base.path, rel.split("?", 1)[0]))
-        url = urllib.parse.urlunsplit(base._replace(path=path, query=""))
-        own = rel.split("?", 1)[1] if "?" in rel else ""
-        url = f"{url}?{own}" if own else url
-        return fs, _join_query(url, query)
-    bare = rel.split("?", 1)[0]
-    if posixpath.isabs(bare):
-        return fs, posixpath.normpath(bare)
-    return fs, posixpath.normpath(posixpath.join(folder, bare))
+    where, inner = _fs_for_url(prefix + rel, fs)
+    if is_http(where) and query and _same_origin(prefix, json_path):
+        inner = _join_query(inner, "?" + query)
+    return where, inner

@@ -29,7 +29,6 @@ import dataclasses
 import hashlib
 import math
 import posixpath
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -56,6 +55,7 @@ from ..format.manifest import (
 )
 from .bundle import shard_sizes
 from .fetch import open_bundle
+from .location import name_in_folder
 from .writer import DEFAULT_WRITE_CONCURRENCY, write_bundle
 
 __all__ = [
@@ -64,27 +64,9 @@ __all__ = [
     "copy_bundle",
     "default_shard_size",
     "digest",
-    "join",
-    "norm",
     "open_source",
     "same_location",
 ]
-
-
-_SCHEME_HOST = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://[^/]*")
-
-
-def norm(path: str) -> str:
-    """``posixpath.normpath`` that keeps a URL's ``scheme://host`` intact."""
-    match = _SCHEME_HOST.match(path)
-    head = match.group(0) if match else ""
-    rest = path[len(head) :]
-    return head + (posixpath.normpath(rest) if rest else "")
-
-
-def join(folder: str, rel: str) -> str:
-    """*rel* (a manifest shard path, query dropped) inside *folder*, normalised."""
-    return norm(posixpath.join(folder, rel.split("?", 1)[0].split("#", 1)[0]))
 
 
 def digest(data: Any) -> bytes:
@@ -238,10 +220,8 @@ class _Reader:
 
 def _keep_name(path: str) -> str | None:
     """The destination name for a source shard path, or None to rename it."""
-    if "://" in path or path.startswith("/") or ".." in path.split("/"):
-        return None
-    path = path.split("?", 1)[0].split("#", 1)[0]
-    return path or None
+    name = name_in_folder(path)
+    return path if name is not None and path == f"./{name}" else name
 
 
 def _plan_as_is(src: SourceBundle, json_name: str) -> tuple[BundlePlan, dict, bool]:

@@ -24,9 +24,10 @@ from fsspec.callbacks import DEFAULT_CALLBACK, Callback
 from fsspec.implementations.local import LocalFileSystem
 
 from .._util.concurrency import gather_bounded
-from ..errors import BundleExistsError, ManifestError, UnsafePathError
+from ..errors import BundleExistsError, ManifestError
 from ..format.layouts import BundlePlan, ShardPlan
-from ..format.manifest import ModelJSON, WeightGroup, check_shard_path
+from ..format.manifest import ModelJSON, WeightGroup
+from .location import name_in_folder
 
 __all__ = ["publish", "write_bundle"]
 
@@ -75,10 +76,9 @@ def _safe_paths(doc: ModelJSON | None, source: str) -> set[str]:
     out = set()
     for group in doc.weights_manifest if doc else ():
         for path in group.paths:
-            try:
-                out.add(posixpath.normpath(check_shard_path(path, source)))
-            except (ManifestError, UnsafePathError):
-                continue
+            name = name_in_folder(path, source)
+            if name is not None:
+                out.add(name)
     return out
 
 

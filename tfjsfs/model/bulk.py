@@ -32,6 +32,7 @@ from .._util.concurrency import gather_bounded
 from ..errors import TFJSError
 from ..format.manifest import ModelJSON
 from ..io.resolve import resolve
+from ..io.shardurls import resolve_shard_paths
 from .manage import BundleListing, copy_model_async, find_bundles
 from .verify import Problem, check_bundle, failures, verify_model_async
 
@@ -138,8 +139,8 @@ def _summary(url: str, doc: ModelJSON | None, sizes: Mapping[str, int], json_pat
     row["quantization"] = ",".join(sorted({s.quantization.dtype for s in specs if s.quantization}))
     paths = [p for g in doc.weights_manifest for p in g.paths]
     row["shards"] = len(paths)
-    folder = json_path.rsplit("/", 1)[0]
-    listed = [sizes.get(os.path.normpath(f"{folder}/{p.split('?', 1)[0]}")) for p in paths]
+    located = resolve_shard_paths(doc, json_path, carry_query=False, strict=False)
+    listed = [sizes.get(p) if p else None for g in located for p in g]
     expected = [g.expected_bytes for g in doc.weights_manifest]
     if all(s is not None for s in listed):
         row["bytes"] = sum(listed)

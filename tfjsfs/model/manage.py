@@ -40,13 +40,16 @@ from ..errors import (
     ModelNotFoundError,
     TFJSError,
     TransferError,
+    UnsafePathError,
 )
 from ..format.artifacts import ModelArtifactsInfo, SaveResult
 from ..format.layouts import MODEL_JSON
-from ..format.manifest import ModelJSON, check_shard_path
+from ..format.manifest import ModelJSON
 from ..io.fetch import locate_model_json
+from ..io.location import folder_of, listing_key, locate_shard, store_kind
 from ..io.resolve import resolve
-from ..io.transfer import copy_bundle, join, norm, open_source, same_location
+from ..io.shardurls import resolve_shard_paths
+from ..io.transfer import copy_bundle, open_source, same_location
 from ..io.writer import DEFAULT_WRITE_CONCURRENCY, is_local
 from .api import load_model_async, requantize, save_model_async
 
@@ -109,7 +112,9 @@ class BundleListing:
     def shard_sizes(self) -> dict[str, int]:
         """Sizes of the listed files, by normalised inner path."""
         return {
-            norm(p): int(e["size"]) for p, e in self.files.items() if e.get("size") is not None
+            listing_key(p): int(e["size"])
+            for p, e in self.files.items()
+            if e.get("size") is not None
         }
 
     def info(self) -> ModelArtifactsInfo:
@@ -119,10 +124,9 @@ class BundleListing:
             raise ManifestError(self.error or f"{self.json_path}: not read yet")
         sizes = self.shard_sizes()
         data_bytes = 0
-        folder = posixpath.dirname(self.json_path)
-        groups = [[join(folder, p) for p in g.paths] for g in doc.weights_manifest]
+        groups = resolve_shard_paths(doc, self.json_path, carry_query=False, strict=False)
         for g, paths in enumerate(groups):
-            listed = [sizes.get(p) for p in paths]
+            listed = [sizes.get(p) if p else None for p in paths]
             if all(s is not None for s in listed):
                 data_bytes += sum(listed)
             else:
@@ -471,15 +475,15 @@ async def bundle_files(fs: Any, path: str) -> tuple[str, list[str], ModelJSON]:
     except FileNotFoundError:
         raise ModelNotFoundError(f"{json_path} does not exist") from None
     doc = ModelJSON.parse(raw, json_path, require_topology=False)
-    folder = posixpath.dirname(json_path)
+    folder = folder_of(json_path)
+    kind = store_kind(fs, json_path)
     shards: list[str] = []
     for group in doc.weights_manifest:
         for rel in group.paths:
             try:
-                rel = check_shard_path(rel, json_path)
-            except TFJSError:
+                inner = locate_shard(folder, rel, kind=kind, source=json_path)
+            except UnsafePathError:
                 continue
-            inner = join(folder, rel)
             if inner not in shards:
                 shards.append(inner)
     return json_path, shards, doc
@@ -495,7 +499,7 @@ async def _remove(
         entries = await fs._ls(folder, detail=True)
     except (NotImplementedError, OSError):
         entries = []
-    listing = {norm(e["name"].rstrip("/")): e for e in entries}
+    listing = {listing_key(e["name"]): e for e in entries}
     info = BundleListing(os.fspath(url), json_path, listing, doc=doc).info()
     files = [json_path, *shards]
     if dry_run:

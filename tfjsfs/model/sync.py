@@ -54,10 +54,11 @@ from ..errors import (
     WeightDataError,
 )
 from ..format.layouts import MODEL_JSON
-from ..format.manifest import ModelJSON, WeightGroup, check_shard_path
+from ..format.manifest import ModelJSON, WeightGroup
 from ..format.summary import human_size
+from ..io.location import locate_shard
 from ..io.resolve import resolve
-from ..io.transfer import copy_bundle, digest, join, open_source
+from ..io.transfer import copy_bundle, digest, open_source
 from ..io.writer import DEFAULT_WRITE_CONCURRENCY, publish
 from . import bulk
 from .manage import _check_shard_size, find_bundles, remove_model_async
@@ -224,7 +225,7 @@ def _below(files: Mapping[str, dict], names: Sequence[str], folder: str) -> dict
 
 def _shard_rel(path: str, source: str) -> str:
     """A manifest shard path as a clean relative name (query dropped), or UnsafePathError."""
-    return join("", check_shard_path(path, source))
+    return locate_shard("", path, kind="key", source=source)
 
 
 def _tag(stamp: str | None, size: int, content_hash: str | None = None) -> str:

@@ -40,11 +40,12 @@ from fsspec.asyn import get_loop, sync
 from .._util.concurrency import gather_bounded
 from ..errors import ShardMissingError, TFJSError, UnsafePathError, WeightDataError
 from ..format.codec import decode_weight, weight_extents
-from ..format.manifest import ModelJSON, WeightIndex, check_shard_path, parse_json
+from ..format.manifest import ModelJSON, WeightIndex, parse_json
 from ..format.rules import ERROR, WARNING, Findings, check_model_json
 from ..io.fetch import locate_model_json
+from ..io.location import listing_key, locate_shard
 from ..io.resolve import resolve
-from ..io.transfer import join, norm
+from ..io.shardurls import resolve_shard_paths
 
 __all__ = [
     "Problem",
@@ -123,7 +124,7 @@ def check_manifest(
             if not isinstance(path, str) or not path or "\0" in path:
                 continue  # reported by the rules
             try:
-                check_shard_path(path, file, allow_outside=allow_outside)
+                locate_shard("", path, kind="key", source=file, allow_outside=allow_outside)
             except UnsafePathError as exc:
                 out.append(Problem(file, str(exc).split(": ", 1)[-1]))
     return out
@@ -141,18 +142,6 @@ class _Located:
     @property
     def folder(self) -> str:
         return posixpath.dirname(self.json_path)
-
-
-def _shard_paths(doc: ModelJSON, json_path: str, allow_outside: bool) -> list[list[str]]:
-    folder = posixpath.dirname(json_path)
-    out = []
-    for group in doc.weights_manifest:
-        paths = []
-        for path in group.paths:
-            rel = check_shard_path(path, json_path, allow_outside=allow_outside)
-            paths.append(rel if "://" in rel else join(folder, rel))
-        out.append(paths)
-    return out
 
 
 async def _read_shard(fs: Any, path: str, expected: int, json_path: str) -> bytes:
@@ -182,7 +171,7 @@ async def _sizes(
         except (FileNotFoundError, NotImplementedError, NotADirectoryError, OSError):
             entries = []
         for e in entries:
-            name = norm(e["name"].rstrip("/"))
+            name = listing_key(e["name"])
             if name in wanted and e.get("type") == "file" and e.get("size") is not None:
                 sizes[name] = int(e["size"])
 
@@ -266,7 +255,9 @@ async def check_bundle(
         return problems
     try:
         doc = ModelJSON.parse(decoded, json_path)
-        shard_paths = _shard_paths(doc, json_path, allow_outside)
+        shard_paths = resolve_shard_paths(
+            doc, json_path, allow_outside=allow_outside, carry_query=False
+        )
     except TFJSError as exc:
         return [*problems, Problem(json_path, str(exc).split(": ", 1)[-1])]
     bundle = _Located(json_path, doc, shard_paths)

@@ -31,7 +31,8 @@ from .._util.entries import modified_time, version_key
 from ..errors import ManifestError, ModelNotFoundError, UnsafePathError
 from ..format.artifacts import ModelArtifacts, ModelArtifactsInfo, SaveResult
 from ..format.layouts import DEFAULT_SHARD_SIZE, MODEL_JSON, ShardPlan, plan_bundle
-from ..format.manifest import ModelJSON, WeightGroup, check_shard_path
+from ..format.manifest import ModelJSON, WeightGroup
+from ..io.location import name_in_folder
 from ..io.resolve import resolve
 from ..io.writer import is_local, write_bundle
 
@@ -372,11 +373,9 @@ class ModelStore:
         out = []
         for group in summary.doc.weights_manifest if summary.doc else ():
             for path in group.paths:
-                try:
-                    rel = check_shard_path(path, summary.json_path)
-                except (ManifestError, UnsafePathError):
-                    continue
-                out.append(posixpath.normpath(rel.split("?", 1)[0]))
+                name = name_in_folder(path, summary.json_path)
+                if name is not None:
+                    out.append(name)
         return out
 
     def _relative(self, path: str) -> str | None:

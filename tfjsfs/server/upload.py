@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import mmap
-import posixpath
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from ..format.artifacts import ModelArtifacts
 from ..format.codec import weight_extents
 from ..format.manifest import ModelJSON
 from ..io.bundle import gc_paused
+from ..io.location import name_in_folder
 from ..model.http import JSON_FIELD, WEIGHTS_FIELD
 
 __all__ = [
@@ -240,8 +240,7 @@ def _manifest_uses_weights_part(doc: ModelJSON) -> bool:
     found = []
     for g, group in enumerate(doc.weights_manifest):
         for path in group.paths:
-            bare = path[2:] if path.startswith("./") else path
-            if posixpath.normpath(bare) != WEIGHTS_FIELD:
+            if name_in_folder(path) != WEIGHTS_FIELD:
                 raise UploadError(
                     f"{_part_label(JSON_FIELD)}: weightsManifest[{g}] names weight file "
                     f"{path!r}, but an upload carries all weights in one part "
