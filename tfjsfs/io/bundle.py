@@ -614,7 +614,9 @@ async def shard_sizes(
 ) -> list[list[int]]:
     """Byte size of every shard, per group; cached on the bundle.
 
-    From one listing of the folder where the backend lists; over HTTP from
+    From one listing of the folder where the backend lists (listed again,
+    bypassing fsspec's cached listing, when a shard is missing from it or the
+    sizes disagree with the manifest); over HTTP from
     ``HEAD``, or with ``guess`` from the manifest when the converter's blind
     4 MiB cuts explain it (marked ``sizes_guessed``: readers then check every
     reply against them, and loads re-size with ``HEAD`` if they prove wrong).
@@ -635,16 +637,13 @@ async def shard_sizes(
             bundle.sizes, bundle.sizes_guessed = guessed, True
             return guessed
     sizes: dict[str, int] = {}
-    if len(http_paths) < len(wanted):
-        try:
-            listing = await fs._ls(bundle.folder, detail=True)
-        except (FileNotFoundError, NotImplementedError, NotADirectoryError, ValueError):
-            listing = []
-        want = set(wanted)
-        for entry in listing:
-            name = posixpath.normpath(entry["name"].rstrip("/"))
-            if name in want and entry.get("type") == "file" and entry.get("size") is not None:
-                sizes[name] = int(entry["size"])
+    listed = [p for p in wanted if not is_http(bundle.fs_for(p))]
+    if listed:
+        sizes = await _listed_sizes(fs, bundle.folder, set(listed))
+        if len(sizes) < len(listed) or not _agrees(bundle, sizes):
+            # the listing may be stale (fsspec caches it): list again
+            fs.invalidate_cache(bundle.folder)
+            sizes = await _listed_sizes(fs, bundle.folder, set(listed))
 
     limits = _size_limits(bundle)
 
@@ -671,6 +670,29 @@ async def shard_sizes(
         bundle.index = None  # built on the guess, which was wrong
     bundle.sizes, bundle.sizes_guessed = measured, False
     return measured
+
+
+async def _listed_sizes(fs: Any, folder: str, want: set[str]) -> dict[str, int]:
+    """Sizes of the files in *want* found in one listing of *folder*."""
+    try:
+        listing = await fs._ls(folder, detail=True)
+    except (FileNotFoundError, NotImplementedError, NotADirectoryError, ValueError):
+        return {}
+    sizes = {}
+    for entry in listing:
+        name = posixpath.normpath(entry["name"].rstrip("/"))
+        if name in want and entry.get("type") == "file" and entry.get("size") is not None:
+            sizes[name] = int(entry["size"])
+    return sizes
+
+
+def _agrees(bundle: Bundle, sizes: Mapping[str, int]) -> bool:
+    """Whether the listed *sizes* add up to what the manifest declares, group by group."""
+    for paths, expected in zip(bundle.shard_paths, bundle.group_bytes(), strict=True):
+        known = expected is not None and all(p in sizes for p in paths)
+        if known and sum(sizes[p] for p in paths) != expected:
+            return False
+    return True
 
 
 def _size_limits(bundle: Bundle) -> dict[str, int]:
