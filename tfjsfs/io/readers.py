@@ -276,8 +276,12 @@ class HTTPReader(Reader):
                 state["etag"] = resp.headers.get("ETag") or state["etag"]
                 if resp.status == 206 or resp.headers.get("Accept-Ranges") == "bytes":
                     state["ranges"] = True
-                self._place(block, resp, sink, ranged, done)
-                await self._stream(block, resp, sink, progress)
+                try:
+                    self._place(block, resp, sink, ranged, done)
+                    await self._stream(block, resp, sink, progress)
+                except SizeMismatch:
+                    sink.reset(block.start)  # a reply that lied: keep none of its bytes
+                    raise
 
         await with_retries(attempt, self.policy, lambda: self.where(block))
 
