@@ -141,3 +141,23 @@ def test_string_decoding_refuses_trailing_bytes():
     assert decode_weight(spec, data).tolist() == [b"ab", b"cde"]
     with pytest.raises(WeightDataError, match=r"string data is 17 bytes but its elements take 13"):
         decode_weight(spec, data + b"junk")
+
+
+def test_a_content_range_total_that_disagrees_with_the_plan_is_not_ignored(tmp_path, http_server):
+    # Two shards whose sizes the manifest seems to explain (the converter's 4 MiB
+    # cut) but which were cut 100 bytes earlier: only the total size each 206
+    # states tells the planned offsets are wrong.
+    rng = np.random.default_rng(3)
+    weights = {"w": rng.normal(size=1_500_000).astype(np.float32), "b": np.arange(7.0)}
+    expected = save(tmp_path, weights=weights, shard_size=4_194_304, quantize=None)
+    first, second = (
+        tmp_path / "m" / "group1-shard1of2.bin",
+        tmp_path / "m" / "group1-shard2of2.bin",
+    )
+    data = first.read_bytes() + second.read_bytes()
+    cut = 4_194_304 - 100
+    first.write_bytes(data[:cut])
+    second.write_bytes(data[cut:])
+    server = http_server(tmp_path)
+    got = tfjsfs.load_weights(server.url_for("m/model.json"), names=["b"], **FAST)
+    exact(got, expected, ["b"])
