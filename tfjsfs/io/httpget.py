@@ -16,7 +16,7 @@
 from __future__ import annotations
 
 import zlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -57,7 +57,7 @@ async def http_get(
     url: Any,
     *,
     follow: str,
-    what: str,
+    what: str | Callable[[], str],
     method: str = "GET",
     headers: Mapping[str, str] | None = None,
     **kwargs: Any,
@@ -65,7 +65,8 @@ async def http_get(
     """The reply to *method* *url*, after the redirects *follow* allows.
 
     The body is left undecoded (read it with :func:`body_chunks`).
-    Credentials are not sent to another origin.
+    Credentials are not sent to another origin. *what* names the request in
+    messages (a callable is only called when one is needed).
 
     Raises
     ------
@@ -96,6 +97,8 @@ async def http_get(
         there = origin(target)
         if follow == "never" or (follow == "same-origin" and there != start):
             hint = "any" if there != start else "same-origin"
+            if callable(what):
+                what = what()
             raise RedirectError(
                 f"{what}: the server redirects to {there}, which "
                 f"follow_redirects={follow!r} refuses (pass follow_redirects={hint!r} "
@@ -107,6 +110,8 @@ async def http_get(
         if resp.status == 303 and method != "HEAD":
             method = "GET"
         current = target
+    if callable(what):
+        what = what()
     raise RedirectError(f"{what}: more than {MAX_REDIRECTS} redirects", str(current))
 
 

@@ -266,7 +266,7 @@ class HTTPReader(Reader):
                 session,
                 url,
                 follow=self.policy.follow_redirects,
-                what=self.where(block),
+                what=lambda: self.where(block),
                 headers=headers,
                 timeout=timeout,
                 read_bufsize=READ_BUFSIZE,
@@ -358,9 +358,8 @@ class HTTPReader(Reader):
         promised = needed - sink.position
         # A 206 must hold exactly the range asked; a whole file, exactly the shard.
         exact = resp.status == 206 or block.whole
-        where = self.where(block)
         try:
-            async for chunk in body_chunks(resp, promised, where):
+            async for chunk in body_chunks(resp, promised, block.path):
                 if sink.position + len(chunk) > needed:
                     if exact:
                         what = (
@@ -379,14 +378,14 @@ class HTTPReader(Reader):
             if not is_transient(exc) or isinstance(exc, (Transient, SizeMismatch)):
                 raise
             raise Truncated(
-                f"{where}: body ended after {sink.position} of {needed} bytes "
+                f"{self.where(block)}: body ended after {sink.position} of {needed} bytes "
                 f"({type(exc).__name__}: {exc})",
                 needed,
                 sink.position,
             ) from exc
         if sink.position < needed:
             raise Truncated(
-                f"{where}: body ended after {sink.position} of {needed} bytes",
+                f"{self.where(block)}: body ended after {sink.position} of {needed} bytes",
                 needed,
                 sink.position,
             )
