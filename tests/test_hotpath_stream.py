@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from fsspec.callbacks import Callback
 from hotpath_models import assert_same, numeric_weights, save
+from quantcheck import assert_dequantized
 
 import tfjsfs
 
@@ -110,5 +111,5 @@ def test_iter_weights_quantized_values_match(tmp_path):
     weights = numeric_weights()
     save(tmp_path, shard_size=2000)
     got = dict(tfjsfs.iter_weights(tmp_path / "m"))
-    assert np.allclose(got["quant16"], weights["quant16"], atol=1e-3)
-    assert np.allclose(got["half"], weights["half"], atol=1e-2)
+    assert_dequantized(got["quant16"], weights["quant16"], "uint16")
+    assert_dequantized(got["half"], weights["half"], "float16")

@@ -22,6 +22,7 @@ __all__ = [
     "ModelNotFoundError",
     "QuantizationError",
     "ReadOnlyError",
+    "RedirectError",
     "ShardMissingError",
     "SizeMismatch",
     "TFJSError",
@@ -132,6 +133,23 @@ class SizeMismatch(WeightDataError):
 
     def __reduce__(self):
         return type(self), (str(self), self.path, self.expected, self.actual)
+
+
+class RedirectError(TransferError):
+    """A redirect the load options do not allow (``follow_redirects``).
+
+    Attributes
+    ----------
+    target : str
+        Where the server redirected to.
+    """
+
+    def __init__(self, message: str, target: str):
+        super().__init__(message)
+        self.target = target
+
+    def __reduce__(self):
+        return type(self), (str(self), self.target)
 
 
 class Transient(TransferError):

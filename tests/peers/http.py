@@ -16,6 +16,9 @@ nginx-autoindex-like listing. Switches, settable at construction or with
 
 Per-path faults: :meth:`~StaticServer.fail_first`,
 :meth:`~StaticServer.drop_mid_body` and :meth:`~StaticServer.truncate`.
+Per-path lies (wrong answers a client must detect): :meth:`~StaticServer.lie`,
+and :meth:`~StaticServer.redirect`. ``If-Range`` is honoured: a stale
+validator gets the whole current file (200), as RFC 9110 says.
 :attr:`StaticServer.stats` counts body bytes sent per path and logs every
 request with its ``Range`` header.
 """
@@ -23,6 +26,7 @@ request with its ``Range`` header.
 from __future__ import annotations
 
 import asyncio
+import functools
 import html
 import mimetypes
 import os
@@ -31,6 +35,7 @@ import struct
 import threading
 import time
 import urllib.parse
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from email.utils import formatdate
@@ -133,12 +138,37 @@ class _Fault:
     methods: frozenset[str] | None = None
 
 
+#: What :meth:`StaticServer.lie` can make the server do (see there).
+LIES = frozenset(
+    {
+        "short_chunked",
+        "long_chunked",
+        "wrong_range",
+        "content_range_mismatch",
+        "full_to_range",
+        "change_after_drop",
+        "resize",
+        "gzip",
+        "head_without_length",
+    }
+)
+
+
+@dataclass
+class _Lie:
+    kind: str
+    remaining: int | None  # None: forever
+    params: dict = field(default_factory=dict)
+
+
 @dataclass
 class _Switches:
     ignore_range: bool = False
     no_listing: bool = False
     cors: bool = False
     faults: dict[str, list[_Fault]] = field(default_factory=dict)
+    lies: dict[str, list[_Lie]] = field(default_factory=dict)
+    redirects: dict[str, str] = field(default_factory=dict)
 
 
 def _norm(path: str) -> str:
@@ -233,9 +263,71 @@ class StaticServer(ThreadedApp):
         self._add_fault(path, _Fault("truncate", times, nbytes=nbytes))
 
     def clear_faults(self) -> None:
-        """Remove all per-path faults."""
+        """Remove all per-path faults, lies and redirects."""
         with self._lock:
             self._sw.faults.clear()
+            self._sw.lies.clear()
+            self._sw.redirects.clear()
+
+    def lie(self, path: str, kind: str, times: int | None = 1, **params: object) -> None:
+        """Answer the next ``times`` GETs of ``path`` wrongly (``None``: every one).
+
+        ``short_chunked`` (``nbytes``)
+            Send only the first ``nbytes`` of what was asked, chunked (no
+            ``Content-Length``), and end the body cleanly.
+        ``long_chunked`` (``extra``)
+            Send what was asked plus ``extra`` junk bytes, chunked.
+        ``wrong_range`` (``shift``)
+            Answer a range request with 206 for the range ``shift`` bytes
+            later (``Content-Range`` tells the truth about the wrong range).
+        ``content_range_mismatch`` (``extra``)
+            206 whose ``Content-Range`` names the range asked for but whose
+            body (chunked) starts ``extra`` bytes earlier in the file (so it
+            is ``extra`` bytes longer); negative: it stops ``-extra`` bytes
+            short.
+        ``full_to_range``
+            200 with the whole file to a range request, while still
+            advertising ``Accept-Ranges: bytes``.
+        ``change_after_drop`` (``nbytes``, ``new``)
+            Send ``nbytes`` of the body, reset the connection, then replace
+            the file with the bytes ``new`` (so its ETag changes before the
+            client resumes).
+        ``resize`` (``size``)
+            Serve the file as if it held ``size`` bytes: cut short, or padded
+            with junk (generated, never stored); headers agree with the body.
+            Applies to ``HEAD`` too unless ``head=False``.
+        ``gzip`` (``extra``)
+            Serve the file followed by ``extra`` zero bytes, gzip-compressed
+            (``Content-Encoding: gzip``; a bomb for large ``extra``).
+        ``head_without_length``
+            ``HEAD`` answers without ``Content-Length`` (counts HEADs, not GETs).
+        """
+        if kind not in LIES:
+            raise ValueError(f"unknown lie {kind!r}; one of {sorted(LIES)}")
+        with self._lock:
+            self._sw.lies.setdefault(_norm(path), []).append(_Lie(kind, times, dict(params)))
+
+    def redirect(self, path: str, location: str) -> None:
+        """Answer every request for ``path`` with ``302 Location: location``."""
+        with self._lock:
+            self._sw.redirects[_norm(path)] = location
+
+    def _take_lie(self, path: str, method: str) -> _Lie | None:
+        with self._lock:
+            for lie in self._sw.lies.get(path, []):
+                if lie.remaining == 0:
+                    continue
+                heads = lie.kind == "head_without_length" or (
+                    lie.kind == "resize" and lie.params.get("head", True)
+                )
+                if method != "GET" and not (heads and method == "HEAD"):
+                    continue
+                if lie.kind == "head_without_length" and method != "HEAD":
+                    continue
+                if lie.remaining is not None:
+                    lie.remaining -= 1
+                return lie
+        return None
 
     def _take_fault(self, path: str, method: str) -> _Fault | None:
         with self._lock:
@@ -283,10 +375,16 @@ class StaticServer(ThreadedApp):
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         path, method = request.path, request.method
+        with self._lock:
+            location = self._sw.redirects.get(path)
+        if location is not None:
+            reply = web.Response(status=302, headers={"Location": location})
+            return self._reply(request, reply)
         fault = self._take_fault(path, method)
         if fault is not None and fault.kind == "fail":
             text = f"injected failure for {path}\n"
             return self._reply(request, web.Response(status=fault.status, text=text))
+        lie = self._take_lie(path, method)
 
         target = (self.root / path.lstrip("/")).resolve()
         if not target.is_relative_to(self.root) or not target.exists():
@@ -305,12 +403,16 @@ class StaticServer(ThreadedApp):
         if request.headers.get("If-None-Match") == etag:
             return self._reply(request, web.Response(status=304, headers=headers))
 
+        if lie is not None and lie.kind in ("resize", "gzip", "head_without_length"):
+            return await self._serve_lie(request, target, headers, lie)
         with self._lock:
             ignore_range = self._sw.ignore_range
+        if_range = request.headers.get("If-Range")
+        honour_range = if_range is None or if_range == etag
         start, end, status = 0, size, 200
         if not ignore_range:
             headers["Accept-Ranges"] = "bytes"
-            if "Range" in request.headers:
+            if "Range" in request.headers and honour_range:
                 try:
                     rng = request.http_range
                 except ValueError:
@@ -322,6 +424,8 @@ class StaticServer(ThreadedApp):
                         return self._reply(request, web.Response(status=416, headers=headers))
                     headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
 
+        if lie is not None:
+            return await self._serve_range_lie(request, target, headers, lie, start, end, status)
         resp = web.StreamResponse(status=status, headers=headers)
         resp.content_length = end - start
         index = self._log(request, status)
@@ -329,6 +433,112 @@ class StaticServer(ThreadedApp):
         if method != "HEAD":
             await self._send_body(request, resp, target, start, end, fault, index)
         return resp
+
+    async def _serve_lie(
+        self, request: web.Request, target: Path, headers: dict, lie: _Lie
+    ) -> web.StreamResponse:
+        """Whole-file lies: ``resize``, ``gzip`` and ``head_without_length``."""
+        data = target.read_bytes()
+        headers.pop("ETag", None)
+        if lie.kind == "head_without_length":
+            resp = web.StreamResponse(status=200, headers=headers)
+            resp.enable_chunked_encoding()
+            self._log(request, 200)
+            await resp.prepare(request)
+            return resp
+        if lie.kind == "resize":
+            size = int(lie.params["size"])
+            resp = web.StreamResponse(status=200, headers=headers)
+            resp.content_length = size
+            index = self._log(request, 200)
+            await resp.prepare(request)
+            if request.method == "GET":
+                await self._stream_bytes(resp, index, data[:size], max(0, size - len(data)))
+            return resp
+        body = gzip_bomb(data, int(lie.params.get("extra", 0)))
+        headers["Content-Encoding"] = "gzip"
+        resp = web.StreamResponse(status=200, headers=headers)
+        resp.content_length = len(body)
+        index = self._log(request, 200)
+        await resp.prepare(request)
+        await self._stream_bytes(resp, index, body, 0)
+        return resp
+
+    async def _serve_range_lie(
+        self,
+        request: web.Request,
+        target: Path,
+        headers: dict,
+        lie: _Lie,
+        start: int,
+        end: int,
+        status: int,
+    ) -> web.StreamResponse:
+        """Lies about what part of the file a reply holds."""
+        data = target.read_bytes()
+        size = len(data)
+        body = data[start:end]
+        chunked, junk = False, 0
+        if lie.kind == "short_chunked":
+            body, chunked = body[: int(lie.params["nbytes"])], True
+        elif lie.kind == "long_chunked":
+            junk, chunked = int(lie.params["extra"]), True
+        elif lie.kind == "wrong_range" and status == 206:
+            shift = int(lie.params["shift"])
+            start, end = min(size - 1, start + shift), min(size, end + shift)
+            body = data[start:end]
+            headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+        elif lie.kind == "content_range_mismatch" and status == 206:
+            extra = int(lie.params["extra"])
+            if extra < 0:
+                body = data[start : end + extra]
+            else:  # the body starts earlier than Content-Range says
+                body = b"\xa5" * max(0, extra - start) + data[max(0, start - extra) : end]
+            chunked = True
+        elif lie.kind == "full_to_range":
+            status, body = 200, data
+            headers.pop("Content-Range", None)
+        elif lie.kind == "change_after_drop":
+            nbytes = int(lie.params["nbytes"])
+            resp = web.StreamResponse(status=status, headers=headers)
+            resp.content_length = len(body)
+            index = self._log(request, status)
+            await resp.prepare(request)
+            await self._stream_bytes(resp, index, body[:nbytes], 0)
+            await self._cut(request, reset=True)
+            new = bytes(lie.params["new"])  # type: ignore[arg-type]
+            target.write_bytes(new)
+            st = target.stat()  # a new mtime even on coarse clocks
+            os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+            return resp
+        resp = web.StreamResponse(status=status, headers=headers)
+        if chunked:
+            resp.enable_chunked_encoding()
+        else:
+            resp.content_length = len(body)
+        index = self._log(request, status)
+        await resp.prepare(request)
+        await self._stream_bytes(resp, index, body, junk)
+        return resp
+
+    async def _stream_bytes(
+        self, resp: web.StreamResponse, index: int, data: bytes, junk: int
+    ) -> None:
+        """Write *data*, then *junk* generated bytes, counting every one; stop
+        quietly when the client hangs up (clients are meant to, on a lie)."""
+        filler = b"\x5a" * CHUNK
+        try:
+            for i in range(0, len(data), CHUNK):
+                chunk = data[i : i + CHUNK]
+                self.stats._add_bytes(index, len(chunk))
+                await resp.write(chunk)
+            while junk > 0:
+                chunk = filler[: min(CHUNK, junk)]
+                self.stats._add_bytes(index, len(chunk))
+                await resp.write(chunk)
+                junk -= len(chunk)
+        except ConnectionError:
+            pass
 
     @staticmethod
     def _range(rng: slice, size: int) -> tuple[int, int, int]:
@@ -397,6 +607,20 @@ class StaticServer(ThreadedApp):
             return web.Response(status=403, text="forbidden\n")
         body = autoindex_html(path, target)
         return web.Response(body=body, content_type="text/html", charset="utf-8")
+
+
+@functools.lru_cache(maxsize=8)
+def gzip_bomb(data: bytes, extra: int) -> bytes:
+    """*data* followed by *extra* zero bytes, gzip-compressed (cached: a bomb of
+    hundreds of MiB takes a moment to build)."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    parts = [packer.compress(data)]
+    zeros = bytes(1 << 20)
+    while extra > 0:
+        parts.append(packer.compress(zeros[: min(len(zeros), extra)]))
+        extra -= len(zeros)
+    parts.append(packer.flush())
+    return b"".join(parts)
 
 
 def autoindex_html(url_path: str, directory: Path) -> bytes:

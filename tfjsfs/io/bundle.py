@@ -15,8 +15,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
+import os
 import posixpath
 import urllib.parse
 from array import array
@@ -26,19 +28,27 @@ from typing import Any
 
 from .._util.concurrency import gather_bounded
 from .._util.retry import RetryPolicy, with_retries
-from ..errors import ManifestError, ModelNotFoundError, ShardMissingError, TransferError
+from ..errors import (
+    ManifestError,
+    ModelNotFoundError,
+    ShardMissingError,
+    SizeMismatch,
+    TransferError,
+    Transient,
+)
 from ..format.layouts import DEFAULT_SHARD_SIZE, json_candidates
 from ..format.manifest import DTYPE_SIZES, ModelJSON, WeightIndex, parse_json
 from ..format.rules import MAX_GROUPS, MAX_WEIGHTS, plain_name, plain_paths, shape_elements
+from .httpget import body_chunks, http_get, request_kwargs
 from .location import listing_key
 from .shardurls import (
     LoadOptions,
     folder_of,
-    http_request_kwargs,
     is_http,
     resolve_shard_paths,
     resolve_shards,
 )
+from .writer import is_local
 
 try:  # a faster parser for large manifests, when installed
     import orjson
@@ -59,6 +69,10 @@ __all__ = [
 ]
 
 DEFAULT_BATCH_SIZE = 32
+#: Bytes a group's shards may hold past its last weight (tolerated, and
+#: reported as a problem); more is a :class:`~tfjsfs.errors.SizeMismatch`
+#: before anything is read or allocated.
+MAX_TRAILING_BYTES = 64 << 10
 
 
 @dataclass
@@ -400,16 +414,35 @@ async def read_json_bytes(
     headers: Mapping[str, str] | None = None,
     policy: RetryPolicy | None = None,
 ) -> bytes:
-    """model.json's bytes, retrying transient failures."""
-    policy = policy or RetryPolicy()
-    kwargs = http_request_kwargs(fs, headers or {})
+    """model.json's bytes, retrying transient failures.
 
-    async def attempt(_: int) -> bytes:
-        return await fs._cat_file(json_path, **kwargs)
+    Reads at most ``policy.max_json_bytes + 1`` bytes (decoded, over HTTP).
+
+    Raises
+    ------
+    ManifestError
+        model.json is larger than ``policy.max_json_bytes``.
+    """
+    policy = policy or RetryPolicy()
+    cap = policy.max_json_bytes
+    if is_http(fs):
+
+        async def attempt(_: int) -> bytes:
+            return await _http_json(fs, json_path, headers or {}, cap)
+
+    elif is_local(fs):  # a read of cap + 1 bytes would allocate them all first
+
+        async def attempt(_: int) -> bytes:
+            return await asyncio.to_thread(_read_local, json_path, cap)
+
+    else:
+
+        async def attempt(_: int) -> bytes:
+            return await fs._cat_file(json_path, start=0, end=cap + 1)
 
     try:
-        return await with_retries(
-            attempt, policy, json_path, timeout=policy.total_timeout(64 << 20)
+        data = await with_retries(
+            attempt, policy, json_path, timeout=policy.total_timeout(min(cap, 64 << 20))
         )
     except FileNotFoundError:
         hint = ""
@@ -426,6 +459,39 @@ async def read_json_bytes(
                 "this URL points to the model JSON of the model to load"
             ) from exc
         raise
+    if len(data) > cap:
+        raise ManifestError(
+            f"{json_path}: model.json holds more than {cap} bytes, the largest this load "
+            "reads (raise it with max_json_bytes=)"
+        )
+    return data
+
+
+def _read_local(path: str, cap: int) -> bytes:
+    """A local file's bytes, at most *cap* + 1 of them (allocating no more than it holds)."""
+    with open(path, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        return fh.read(min(size, cap) + 1)
+
+
+async def _http_json(fs: Any, url: str, headers: Mapping[str, str], cap: int) -> bytes:
+    """GET model.json over HTTP, reading (and decompressing) at most *cap* + 1 bytes.
+
+    Redirects are followed wherever they lead: shard locations are resolved
+    against the URL asked for, not where model.json was found.
+    """
+    session = await fs.set_session()
+    kwargs = request_kwargs(fs, headers)
+    async with http_get(session, fs.encode_url(url), follow="any", what=url, **kwargs) as resp:
+        if resp.status in (404, 410):
+            raise FileNotFoundError(url)
+        if resp.status >= 500 or resp.status in (408, 429):
+            raise Transient(f"{url}: HTTP {resp.status} {resp.reason or ''}".strip())
+        resp.raise_for_status()
+        parts = []
+        async for chunk in body_chunks(resp, cap, url):
+            parts.append(chunk)
+        return b"".join(parts)
 
 
 async def open_bundle(
@@ -497,30 +563,48 @@ def guess_sizes(bundle: Bundle) -> list[list[int]] | None:
     return out
 
 
-async def head_size(fs: Any, url: str, headers: Mapping[str, str], policy: RetryPolicy) -> int:
-    """Size of an HTTP resource from ``HEAD`` (or a one-byte range GET)."""
+async def head_size(
+    fs: Any,
+    url: str,
+    headers: Mapping[str, str],
+    policy: RetryPolicy,
+    limit: int | None = None,
+) -> int:
+    """Size of an HTTP resource from ``HEAD`` (or a one-byte range GET).
+
+    A server that answers neither with a size has its body counted, reading
+    at most *limit* + 1 bytes (so a result above *limit* means "too long").
+    """
     session = await fs.set_session()
-    kwargs = dict(getattr(fs, "kwargs", {}))
-    kwargs.update(http_request_kwargs(fs, headers))
+    kwargs = request_kwargs(fs, headers)
+    base = dict(kwargs.pop("headers", None) or {})
+    follow = policy.follow_redirects
+    target = fs.encode_url(url)
 
     async def attempt(_: int) -> int:
-        async with session.head(fs.encode_url(url), allow_redirects=True, **kwargs) as resp:
+        async with http_get(
+            session, target, follow=follow, what=url, method="HEAD", headers=base, **kwargs
+        ) as resp:
             if resp.status == 404:
                 raise FileNotFoundError(url)
             resp.raise_for_status()
             length = resp.headers.get("Content-Length")
             if length is not None and "Content-Encoding" not in resp.headers:
                 return int(length)
-        kw = dict(kwargs)
-        kw["headers"] = {**(kw.get("headers") or {}), "Range": "bytes=0-0"}
-        async with session.get(fs.encode_url(url), **kw) as resp:
+        ranged = {**base, "Range": "bytes=0-0", "Accept-Encoding": "identity"}
+        async with http_get(
+            session, target, follow=follow, what=url, headers=ranged, **kwargs
+        ) as resp:
             if resp.status == 404:
                 raise FileNotFoundError(url)
             resp.raise_for_status()
             total = resp.headers.get("Content-Range", "").rpartition("/")[2]
             if resp.status == 206 and total.isdigit():
                 return int(total)
-            return len(await resp.read())
+            count = 0
+            async for chunk in body_chunks(resp, limit, url):
+                count += len(chunk)
+            return count
 
     return await with_retries(attempt, policy, url, timeout=policy.timeout)
 
@@ -535,7 +619,9 @@ async def shard_sizes(
 ) -> list[list[int]]:
     """Byte size of every shard, per group; cached on the bundle.
 
-    From one listing of the folder where the backend lists; over HTTP from
+    From one listing of the folder where the backend lists (listed again,
+    bypassing fsspec's cached listing, when a shard is missing from it or the
+    sizes disagree with the manifest); over HTTP from
     ``HEAD``, or with ``guess`` from the manifest when the converter's blind
     4 MiB cuts explain it (marked ``sizes_guessed``: readers then check every
     reply against them, and loads re-size with ``HEAD`` if they prove wrong).
@@ -556,22 +642,22 @@ async def shard_sizes(
             bundle.sizes, bundle.sizes_guessed = guessed, True
             return guessed
     sizes: dict[str, int] = {}
-    if len(http_paths) < len(wanted):
-        try:
-            listing = await fs._ls(bundle.folder, detail=True)
-        except (FileNotFoundError, NotImplementedError, NotADirectoryError, ValueError):
-            listing = []
-        want = set(wanted)
-        for entry in listing:
-            name = listing_key(entry["name"])
-            if name in want and entry.get("type") == "file" and entry.get("size") is not None:
-                sizes[name] = int(entry["size"])
+    listed = [p for p in wanted if not is_http(bundle.fs_for(p))]
+    if listed:
+        sizes = await _listed_sizes(fs, bundle.folder, set(listed))
+        if len(sizes) < len(listed) or not _agrees(bundle, sizes):
+            # the listing may be stale (fsspec caches it): list again
+            fs.invalidate_cache(bundle.folder)
+            sizes = await _listed_sizes(fs, bundle.folder, set(listed))
+
+    limits = _size_limits(bundle)
 
     async def one(path: str) -> None:
         where = bundle.fs_for(path)
         try:
             if is_http(where):
-                sizes[path] = await head_size(where, path, bundle.headers, policy)
+                limit = limits.get(path)
+                sizes[path] = await head_size(where, path, bundle.headers, policy, limit)
                 return
             info = await where._info(path)
         except FileNotFoundError:
@@ -584,10 +670,70 @@ async def shard_sizes(
 
     await gather_bounded((one(p) for p in wanted if p not in sizes), batch_size or 32)
     measured = [[sizes[p] for p in group] for group in bundle.shard_paths]
+    _check_not_too_long(bundle, measured)
     if bundle.sizes is not None and bundle.sizes != measured:
         bundle.index = None  # built on the guess, which was wrong
     bundle.sizes, bundle.sizes_guessed = measured, False
     return measured
+
+
+async def _listed_sizes(fs: Any, folder: str, want: set[str]) -> dict[str, int]:
+    """Sizes of the files in *want* found in one listing of *folder*."""
+    try:
+        listing = await fs._ls(folder, detail=True)
+    except (FileNotFoundError, NotImplementedError, NotADirectoryError, ValueError):
+        return {}
+    sizes = {}
+    for entry in listing:
+        name = listing_key(entry["name"])
+        if name in want and entry.get("type") == "file" and entry.get("size") is not None:
+            sizes[name] = int(entry["size"])
+    return sizes
+
+
+def _agrees(bundle: Bundle, sizes: Mapping[str, int]) -> bool:
+    """Whether the listed *sizes* add up to what the manifest declares, group by group."""
+    for paths, expected in zip(bundle.shard_paths, bundle.group_bytes(), strict=True):
+        known = expected is not None and all(p in sizes for p in paths)
+        if known and sum(sizes[p] for p in paths) != expected:
+            return False
+    return True
+
+
+def _size_limits(bundle: Bundle) -> dict[str, int]:
+    """The most bytes each shard may hold: its group's weight bytes plus
+    :data:`MAX_TRAILING_BYTES` (shards of groups whose size varies have none)."""
+    out: dict[str, int] = {}
+    for paths, expected in zip(bundle.shard_paths, bundle.group_bytes(), strict=True):
+        if expected is not None:
+            for path in paths:
+                out[path] = min(out.get(path, expected), expected) + MAX_TRAILING_BYTES
+    return out
+
+
+def _check_not_too_long(bundle: Bundle, sizes: Sequence[Sequence[int]]) -> None:
+    """Refuse shards holding far more than their weights need, before anything is read.
+
+    Raises
+    ------
+    SizeMismatch
+        Naming the group's shards, their sizes and the manifest's byte count.
+    """
+    for g, (paths, group, expected) in enumerate(
+        zip(bundle.shard_paths, sizes, bundle.group_bytes(), strict=True)
+    ):
+        total = sum(group)
+        if expected is None or total <= expected + MAX_TRAILING_BYTES:
+            continue
+        shards = ", ".join(f"{p} ({n} bytes)" for p, n in zip(paths, group, strict=True))
+        raise SizeMismatch(
+            f"{bundle.json_path}: the shards of group {g + 1} hold {total} bytes but the "
+            f"manifest declares {expected} (more than {MAX_TRAILING_BYTES} trailing bytes "
+            f"are refused; shards: {shards})",
+            paths[-1],
+            expected,
+            total,
+        )
 
 
 def group_offsets(sizes: Sequence[Sequence[int]], align: int = 1) -> list[int]:

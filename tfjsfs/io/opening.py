@@ -23,7 +23,7 @@ import fsspec
 from fsspec.asyn import get_loop
 from fsspec.implementations.asyn_wrapper import AsyncFileSystemWrapper
 
-from .._util.retry import RetryPolicy
+from .._util.retry import DEFAULT_FOLLOW_REDIRECTS, DEFAULT_MAX_JSON_BYTES, RetryPolicy
 from .._util.urls import split_tfjs_protocol
 from .bundle import Bundle, open_bundle
 from .ranges import DEFAULT_MAX_GAP
@@ -56,6 +56,8 @@ def settings(
     retries: int = RetryPolicy.retries,
     timeout: float | None = RetryPolicy.timeout,
     max_gap: int = DEFAULT_MAX_GAP,
+    follow_redirects: str = DEFAULT_FOLLOW_REDIRECTS,
+    max_json_bytes: int = DEFAULT_MAX_JSON_BYTES,
 ) -> Settings:
     """Gather the keyword options shared by every load function.
 
@@ -76,11 +78,21 @@ def settings(
     max_gap : int
         Partial loads: merge neighbouring ranges with at most this many
         unwanted bytes between them.
+    follow_redirects : {"same-origin", "never", "any"}
+        Which HTTP redirects shard requests follow: to the same scheme, host
+        and port only (default), none, or any (needed, e.g., for hosts that
+        send large files to a CDN). A refused redirect is a
+        :class:`~tfjsfs.errors.RedirectError` naming the shard and the target.
+    max_json_bytes : int
+        Largest model.json read, 64 MiB by default; a larger one is a
+        :class:`~tfjsfs.errors.ManifestError` after reading one byte more.
 
     Raises
     ------
     TypeError
         For an unknown option.
+    ValueError
+        For an option value out of range.
     """
     if batch_size is not None and (isinstance(batch_size, bool) or batch_size < 1):
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
@@ -93,7 +105,12 @@ def settings(
         carry_query=carry_query,
         allow_outside=allow_outside,
     )
-    policy = RetryPolicy(retries=retries, timeout=timeout)
+    policy = RetryPolicy(
+        retries=retries,
+        timeout=timeout,
+        follow_redirects=follow_redirects,
+        max_json_bytes=max_json_bytes,
+    )
     return Settings(options, policy, dict(storage_options or {}), batch_size, max_gap)
 
 

@@ -35,8 +35,9 @@ from .._util.concurrency import gather_bounded
 from .._util.retry import RetryPolicy, Transient, Truncated, is_transient, with_retries
 from ..errors import ShardMissingError, SizeMismatch, TransferError
 from .bundle import Bundle
+from .httpget import body_chunks, http_get, request_kwargs
 from .ranges import DEFAULT_MAX_BLOCK, DEFAULT_MAX_GAP, Block, Sink, plan_blocks
-from .shardurls import http_request_kwargs, is_http
+from .shardurls import is_http
 from .writer import is_local
 
 __all__ = [
@@ -102,12 +103,21 @@ class Reader:
         )
 
     def mismatch(self, block: Block, actual: int | None, detail: str = "") -> SizeMismatch:
-        """The shard's size differs from the plan (or the file changed while reading)."""
-        message = f"{self.where(block)}: the shard should hold {block.file_size} bytes"
-        if actual is not None:
-            message += f" but holds {actual}"
+        """The shard's size differs from the plan (or a reply disagrees with itself).
+
+        *detail* says what disagreed (a header, a range, the body's length);
+        the planned size is added where it is the other side of the
+        disagreement.
+        """
         if detail:
-            message += f" ({detail})"
+            message = f"{self.where(block)}: {detail}"
+            if actual is not None and actual != block.file_size:
+                message += f", but it should hold {block.file_size} bytes"
+        else:
+            message = (
+                f"{self.where(block)}: the shard should hold {block.file_size} bytes "
+                f"but holds {actual}"
+            )
         if self.bundle.sizes_guessed:
             message += "; the planned size was derived from the manifest"
         return SizeMismatch(message, block.path, block.file_size, actual)
@@ -211,6 +221,12 @@ _WARNED_HOSTS: set[str] = set()
 class HTTPReader(Reader):
     """HTTP(S) through fsspec's HTTPFileSystem session, streamed into place.
 
+    Shards are asked for uncompressed (``Accept-Encoding: identity``); a
+    compressed reply is decoded here with the same bound. No reply is read
+    past the bytes the block needs plus one, so an over-long body costs one
+    byte, not its length. Redirects are followed as the policy's
+    ``follow_redirects`` allows (:mod:`tfjsfs.io.httpget`).
+
     Attributes
     ----------
     ignored_range : bool
@@ -219,20 +235,15 @@ class HTTPReader(Reader):
 
     ignored_range = False
 
-    def _kwargs(self, fs: Any) -> dict[str, Any]:
-        kwargs = dict(getattr(fs, "kwargs", {}))
-        kwargs.update(http_request_kwargs(fs, self.bundle.headers))
-        kwargs.pop("read_bufsize", None)
-        kwargs.pop("timeout", None)
-        return kwargs
-
     async def read(self, block: Block) -> None:
         import aiohttp
 
         fs = self.bundle.fs_for(block.path)
         session = await fs.set_session()
-        kwargs = self._kwargs(fs)
+        kwargs = request_kwargs(fs, self.bundle.headers)
         base_headers = dict(kwargs.pop("headers", None) or {})
+        if not any(k.lower() == "accept-encoding" for k in base_headers):
+            base_headers["Accept-Encoding"] = "identity"
         t = self.policy.timeout
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=t, sock_read=t)
         sink = Sink(block)
@@ -251,15 +262,26 @@ class HTTPReader(Reader):
                 headers["Range"] = f"bytes={block.start + done}-{block.end - 1}"
                 if resume and state["etag"]:
                     headers["If-Range"] = state["etag"]
-            async with session.get(
-                url, headers=headers, timeout=timeout, read_bufsize=READ_BUFSIZE, **kwargs
+            async with http_get(
+                session,
+                url,
+                follow=self.policy.follow_redirects,
+                what=lambda: self.where(block),
+                headers=headers,
+                timeout=timeout,
+                read_bufsize=READ_BUFSIZE,
+                **kwargs,
             ) as resp:
                 self._check_status(block, resp)
                 state["etag"] = resp.headers.get("ETag") or state["etag"]
                 if resp.status == 206 or resp.headers.get("Accept-Ranges") == "bytes":
                     state["ranges"] = True
-                self._place(block, resp, sink, ranged, done)
-                await self._stream(block, resp, sink, progress)
+                try:
+                    self._place(block, resp, sink, ranged, done)
+                    await self._stream(block, resp, sink, progress)
+                except SizeMismatch:
+                    sink.reset(block.start)  # a reply that lied: keep none of its bytes
+                    raise
 
         await with_retries(attempt, self.policy, lambda: self.where(block))
 
@@ -280,26 +302,40 @@ class HTTPReader(Reader):
         encoded = "Content-Encoding" in resp.headers
         length = resp.content_length if not encoded else None
         if resp.status == 206:
-            span = _content_range(resp.headers.get("Content-Range"))
+            header = resp.headers.get("Content-Range")
+            span = _content_range(header)
             if span is None:
                 raise TransferError(
-                    f"{self.where(block)}: 206 reply without a usable Content-Range "
-                    f"({resp.headers.get('Content-Range')!r})"
+                    f"{self.where(block)}: 206 reply without a usable Content-Range ({header!r})"
                 )
             first, stop, total = span
             if total is not None and block.file_size is not None and total != block.file_size:
-                raise self.mismatch(block, total, "per Content-Range")
-            if first != block.start + done or stop != block.end:
-                raise self.mismatch(
+                raise self.disagree(
                     block,
+                    f"the reply's Content-Range ({header}) says the shard holds {total} bytes",
                     total,
-                    f"asked for bytes {block.start + done}..{block.end}, got {first}..{stop}",
+                )
+            if first != block.start + done or stop != block.end:
+                raise self.disagree(
+                    block,
+                    f"asked for bytes {block.start + done}..{block.end}, but the reply's "
+                    f"Content-Range ({header}) holds bytes {first}..{stop}",
+                    total,
+                )
+            if length is not None and length != stop - first:
+                raise self.disagree(
+                    block,
+                    f"the reply's Content-Range ({header}) spans {stop - first} bytes "
+                    f"but its Content-Length says {length}",
+                    total,
                 )
             sink.reset(block.start, done)
             return
         # 200: the whole file
         if length is not None and block.file_size is not None and length != block.file_size:
-            raise self.mismatch(block, length, "per Content-Length")
+            raise self.disagree(
+                block, f"the reply's Content-Length says the shard holds {length} bytes", length
+            )
         if ranged and not (block.start == 0 and block.end == length):
             host = block.path.split("/", 3)[2] if "://" in block.path else block.path
             if host not in _WARNED_HOSTS:
@@ -310,21 +346,36 @@ class HTTPReader(Reader):
             self.ignored_range = True
         sink.reset(0, 0)
 
+    def disagree(self, block: Block, what: str, actual: int | None) -> SizeMismatch:
+        """A reply whose byte counts disagree with the plan: worth another attempt,
+        unless the plan itself was a guess (the caller then measures the shard)."""
+        error = self.mismatch(block, actual, what)
+        error.retryable = not self.bundle.sizes_guessed
+        return error
+
     async def _stream(self, block: Block, resp: Any, sink: Sink, progress: _Progress) -> None:
         needed = block.end - sink.origin
-        whole_file = sink.origin == 0 and resp.status == 200
+        promised = needed - sink.position
+        # A 206 must hold exactly the range asked; a whole file, exactly the shard.
+        exact = resp.status == 206 or block.whole
         try:
-            async for chunk, _ in resp.content.iter_chunks():
+            async for chunk in body_chunks(resp, promised, block.path):
                 if sink.position + len(chunk) > needed:
-                    if whole_file and block.whole:
-                        raise self.mismatch(block, None, f"received more than {needed} bytes")
+                    if exact:
+                        what = (
+                            f"the body runs past the {promised} bytes its Content-Range "
+                            f"({resp.headers.get('Content-Range')}) promised"
+                            if resp.status == 206
+                            else f"the body holds more than the shard's {needed} bytes"
+                        )
+                        raise self.disagree(block, what, None)
                     sink.write(memoryview(chunk)[: needed - sink.position])
                     progress.to(_file_position(sink) - block.start)
                     return  # the rest is not wanted (a server that ignored Range)
                 sink.write(chunk)
                 progress.to(_file_position(sink) - block.start)
         except Exception as exc:
-            if not is_transient(exc) or isinstance(exc, Transient):
+            if not is_transient(exc) or isinstance(exc, (Transient, SizeMismatch)):
                 raise
             raise Truncated(
                 f"{self.where(block)}: body ended after {sink.position} of {needed} bytes "

@@ -134,7 +134,9 @@ async def _with_bundle(url: Any, config: Any, job: Any, *, validate: bool = True
 async def _replaced(fs: Any, bundle: Bundle, url: Any, config: Any) -> bool:
     """Whether the bundle's model.json now names other shards than *bundle* did."""
     try:
-        fresh = await open_bundle(fs, bundle.json_path, options=config.options)
+        fresh = await open_bundle(
+            fs, bundle.json_path, options=config.options, policy=config.policy
+        )
     except (ModelNotFoundError, ManifestError):
         return False
     return fresh.shard_paths != bundle.shard_paths
