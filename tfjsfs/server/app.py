@@ -280,6 +280,7 @@ async def serve_async(
         access_log=access_logger,
         access_log_format=ACCESS_LOG_FORMAT,
         shutdown_timeout=shutdown_timeout,
+        auto_decompress=False,  # encoded uploads are refused (415), never inflated
     )
     await runner.setup()
     stop = stop or asyncio.Event()

@@ -38,6 +38,7 @@ from ..errors import (
     ModelNotFoundError,
     TFJSError,
     UnsafePathError,
+    UploadEncodingError,
     UploadTooLargeError,
 )
 
@@ -66,6 +67,7 @@ log = logging.getLogger("tfjsfs.server.app")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 H = TypeVar("H", bound=Callable[..., Any])
 _PUBLIC = "_tfjsfs_public"
+_PACKAGE = __name__.partition(".")[0]
 #: Uploads received at once; more get 503 with ``Retry-After``.
 DEFAULT_MAX_UPLOADS = 64
 #: Seconds an upload body may send nothing before the connection is closed.
@@ -100,6 +102,7 @@ def error_reply(exc: BaseException, request: web.Request | None = None) -> web.R
     """The JSON reply for a tfjsfs error or ``OSError``; None for anything else.
 
     * :class:`~tfjsfs.errors.UploadTooLargeError`: 413 ``too-large``
+    * :class:`~tfjsfs.errors.UploadEncodingError`: 415 ``encoded-body``
     * :class:`~tfjsfs.errors.UnsafePathError`: 400 ``bad-name``
     * ``ModelNotFoundError``, ``FileNotFoundError``: 404 ``not-found``
     * :class:`~tfjsfs.errors.BundleExistsError`: 409 ``exists``
@@ -107,11 +110,14 @@ def error_reply(exc: BaseException, request: web.Request | None = None) -> web.R
     * :class:`~tfjsfs.errors.FormatError`: 400, the class name as kind
     * other ``TFJSError`` and ``OSError``: 502, the class name as kind
 
-    A 413 reply closes the connection (the rest of a huge body is not
+    A 413 or 415 reply closes the connection (the rest of the body is not
     read); a reset connection is not answered.
     """
-    if isinstance(exc, UploadTooLargeError):
-        response = json_error(413, str(exc), "too-large")
+    if isinstance(exc, (UploadTooLargeError, UploadEncodingError)):
+        too_large = isinstance(exc, UploadTooLargeError)
+        response = json_error(
+            413 if too_large else 415, str(exc), "too-large" if too_large else "encoded-body"
+        )
         response.force_close()
         return response
     if isinstance(exc, UnsafePathError):
@@ -203,10 +209,17 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 
 async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
-    """``on_response_prepare``: ``nosniff`` on every reply; pages also get
-    :data:`CONTENT_SECURITY_POLICY` (no other host, no framing)."""
+    """``on_response_prepare``: ``nosniff`` on every reply; tfjsfs's own pages
+    (the index, model pages, the bridge page) also get
+    :data:`CONTENT_SECURITY_POLICY` (no other host, no framing).
+
+    Pages that an embedding application adds itself keep their own policy.
+    """
     response.headers[hdrs.X_CONTENT_TYPE_OPTIONS] = "nosniff"
-    if (response.content_type or "").lower() == "text/html":
+    match = request.match_info  # an empty mapping for routes without variables
+    handler = match.handler if match is not None else None
+    ours = (getattr(handler, "__module__", None) or "").startswith(f"{_PACKAGE}.")
+    if ours and (response.content_type or "").lower() == "text/html":
         response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
         response.headers.setdefault("X-Frame-Options", "DENY")
         response.headers.setdefault("Referrer-Policy", "no-referrer")
