@@ -41,6 +41,7 @@ from ..errors import (
     UploadEncodingError,
     UploadTooLargeError,
 )
+from .options import DEFAULT_MAX_UPLOADS, DEFAULT_UPLOAD_IDLE_TIMEOUT
 
 __all__ = [
     "CONTENT_SECURITY_POLICY",
@@ -68,10 +69,6 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 H = TypeVar("H", bound=Callable[..., Any])
 _PUBLIC = "_tfjsfs_public"
 _PACKAGE = __name__.partition(".")[0]
-#: Uploads received at once; more get 503 with ``Retry-After``.
-DEFAULT_MAX_UPLOADS = 64
-#: Seconds an upload body may send nothing before the connection is closed.
-DEFAULT_UPLOAD_IDLE_TIMEOUT = 30.0
 #: Once shutting down, seconds of silence after which an upload is cut.
 SHUTDOWN_IDLE_TIMEOUT = 1.0
 RETRY_AFTER = 5
