@@ -42,6 +42,7 @@ __all__ = [
     "auth_middleware",
     "check_token",
     "host_name",
+    "is_loopback_name",
     "server_origin",
 ]
 
@@ -89,6 +90,16 @@ def _ip(name: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
         return None
 
 
+def is_loopback_name(host: str) -> bool:
+    """Whether *host* (a ``Host`` value or an address) names this machine only:
+    ``localhost``, ``*.localhost`` or a loopback address."""
+    name = host_name(host)
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    ip = _ip(name)
+    return ip is not None and ip.is_loopback
+
+
 @dataclass(frozen=True)
 class AccessPolicy:
     """Which Host names and which web page origins the server accepts.
@@ -132,11 +143,11 @@ class AccessPolicy:
     def host_allowed(self, host: str) -> bool:
         """Whether the ``Host`` header value *host* names this server."""
         name = host_name(host)
-        if name == "localhost" or name.endswith(".localhost") or name in self.hosts:
+        if is_loopback_name(name) or name in self.hosts:
             return True
         ip = _ip(name)
         bind = host_name(self.bind) if self.bind is not None else None
-        if ip is not None and (ip.is_loopback or bind in _WILDCARD_HOSTS):
+        if ip is not None and bind in _WILDCARD_HOSTS:
             return True
         if bind is None or bind in _WILDCARD_HOSTS:
             return False

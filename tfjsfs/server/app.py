@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import os
 import signal
@@ -42,7 +41,14 @@ from typing import Any
 
 from aiohttp import web
 
-from .access import ACCESS_KEY, READ_METHODS, AccessPolicy, access_middleware, auth_middleware
+from .access import (
+    ACCESS_KEY,
+    READ_METHODS,
+    AccessPolicy,
+    access_middleware,
+    auth_middleware,
+    is_loopback_name,
+)
 from .bridge import setup_bridge
 from .middleware import (
     IN_FLIGHT_KEY,
@@ -331,16 +337,6 @@ async def drain(runner: web.AppRunner, app: web.Application, timeout: float) -> 
         )
 
 
-def _is_loopback(host: str) -> bool:
-    name = host.strip("[]").lower()
-    if name == "localhost" or name.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
-
-
 def startup_warnings(app: web.Application, host: str, url: str) -> list[str]:
     """What the server says plainly at start-up about who may write to it.
 
@@ -359,7 +355,7 @@ def startup_warnings(app: web.Application, host: str, url: str) -> list[str]:
     if not config.token and not config.read_token:
         who = (
             "every program on this machine"
-            if _is_loopback(host)
+            if is_loopback_name(host)
             else "anyone on the network who can reach it"
         )
         out.append(
