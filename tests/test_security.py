@@ -301,6 +301,21 @@ def test_read_token_alone_never_opens_writes(model_server):
     assert [m["name"] for m in ok.json()["models"]] == ["m"]
 
 
+def test_startup_warnings_say_who_may_write(tmp_path):
+    from tfjsfs.server.app import startup_warnings
+
+    def warnings(host: str, **options) -> list[str]:
+        return startup_warnings(create_app(str(tmp_path / "s"), **options), host, "http://h:1")
+
+    (local,) = warnings("127.0.0.1")
+    assert local.startswith("writes are open: every program on this machine")
+    (network,) = warnings("0.0.0.0")
+    assert "anyone on the network" in network and "TFJSFS_TOKEN" in network
+    (pages,) = warnings("127.0.0.1", token="w", allowed_origins=("*",))
+    assert pages.startswith("--allow-origin '*': every web page")
+    assert warnings("0.0.0.0", token="w") == warnings("::", read_token="r") == []
+
+
 def test_empty_token_is_refused_by_create_app(tmp_path):
     for options in ({"token": ""}, {"read_token": "  "}):
         with pytest.raises(tfjsfs.TFJSError, match="empty"):
