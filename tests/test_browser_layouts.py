@@ -592,7 +592,7 @@ async def test_bridge_over_moto_s3(s3_server, s3_bucket):
     await client.start_server()
     try:
         listing = await (await client.get("/bridge/api/models")).json()
-        assert listing["store"] == url and [m["name"] for m in listing["models"]] == ["one"]
+        assert listing["store"] == "models" and [m["name"] for m in listing["models"]] == ["one"]
         meta = await (await client.get("/bridge/api/models/one")).json()
         assert await (await client.get(meta["weightsUrl"])).read() == bytes(model.weight_data)
         reply = await client.post("/bridge/api/models/two", data=multipart_form(sample(5)))

@@ -91,8 +91,9 @@ def browser_run(page_server, tmp_path_factory):
     root = tmp_path_factory.mktemp("chromium")
     servers = server_factory(root)
     make = next(servers)
-    open_server = make(str(root / "store"))
-    guarded = make(str(root / "guarded"), token=TOKEN)
+    page_origin = (page_server.url,)  # cross-origin writes need --allow-origin
+    open_server = make(str(root / "store"), allowed_origins=page_origin)
+    guarded = make(str(root / "guarded"), token=TOKEN, allowed_origins=page_origin)
     downloads = root / "downloads"
     downloads.mkdir()
     try:

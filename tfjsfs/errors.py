@@ -116,6 +116,11 @@ class UploadTooLargeError(UploadError):
         return type(self), (str(self), self.limit, self.received)
 
 
+class UploadEncodingError(UploadError):
+    """An upload body is sent with a ``Content-Encoding`` (HTTP 415): TF.js
+    sends bytes as they are, and a compressed body could grow without bound."""
+
+
 class SizeMismatch(WeightDataError):
     """A shard's size is not what the plan assumed.
 

@@ -42,15 +42,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         storage_options = parse_options(args.options)
+        options = serve_options(args)
     except CLIError as exc:
         parser.error(str(exc))
-    serve(
-        args.store,
-        args.host,
-        args.port,
-        storage_options=storage_options,
-        **serve_options(args),
-    )
+    serve(args.store, args.host, args.port, storage_options=storage_options, **options)
     return 0
 
 

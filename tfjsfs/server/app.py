@@ -9,16 +9,24 @@ shared middlewares (:mod:`tfjsfs.server.middleware`). :func:`serve` runs it;
 serve``, from :mod:`tfjsfs.server.options`).
 
 Names may contain ``/`` (folders) but never leave the store
-(:func:`tfjsfs.server.modelstore.check_name`). Errors are JSON:
-``{"error": message, "kind": kind, "status": status}``. CORS comes from
-aiohttp-cors with configurable origins; a bearer token can protect writes
+(:func:`tfjsfs.server.names.check_name`). Errors are JSON:
+``{"error": message, "kind": kind, "status": status}``, and nothing a client
+sees tells where the store is. Safe by default (:mod:`tfjsfs.server.access`):
+the ``Host`` header must name the server (DNS rebinding), every web page may
+read but only the server's own pages and allowed origins (``--allow-origin``)
+may write (CORS comes from aiohttp-cors), a bearer token can protect writes
 (and reads: then only the bridge's static page and script stay open, since a
-browser opening a page sends no ``Authorization`` header). Uploads are
-limited in size, streamed to a spool instead of being held twice in memory,
-and published atomically (shards first, model.json last, under a per-name
-lock), so a failed, concurrent or killed upload never leaves a torn bundle.
-On SIGINT/SIGTERM the server stops accepting connections and finishes
-in-flight requests before exiting.
+browser opening a page sends no ``Authorization`` header), and the server
+warns at start-up when anyone who can reach its port may write. Uploads are
+limited in size, count and idle time, streamed to a spool instead of being
+held twice in memory, and published atomically (shards first, model.json
+last, under a per-name lock), so a failed, concurrent or killed upload never
+leaves a torn bundle. On SIGINT/SIGTERM the server stops accepting
+connections and finishes in-flight requests before exiting (stalled uploads
+are cut after a second of silence).
+
+``python -m tfjsfs.server`` (:mod:`tfjsfs.server.__main__`) runs it with the
+options of ``tfjsfs serve``.
 """
 
 from __future__ import annotations
@@ -33,19 +41,35 @@ from typing import Any
 
 from aiohttp import web
 
+from .access import (
+    ACCESS_KEY,
+    READ_METHODS,
+    AccessPolicy,
+    access_middleware,
+    auth_middleware,
+    is_loopback_name,
+)
 from .bridge import setup_bridge
 from .middleware import (
     IN_FLIGHT_KEY,
+    REDACT_KEY,
+    UPLOADS_KEY,
     InFlight,
-    auth_middleware,
+    UploadGuard,
     error_middleware,
     in_flight_middleware,
+    security_headers,
+    upload_middleware,
 )
-from .modelstore import ModelStore, without_credentials
+from .modelstore import ModelStore
+from .names import without_credentials
 from .options import (
     DEFAULT_HOST,
+    DEFAULT_MAX_UPLOADS,
     DEFAULT_PORT,
     DEFAULT_SHUTDOWN_TIMEOUT,
+    DEFAULT_UPLOAD_IDLE_TIMEOUT,
+    TOKEN_ENV,
 )
 from .routes import CONFIG_KEY, DEFAULT_MAX_UPLOAD_BYTES, STORE_KEY, ServerConfig, add_routes
 from .upload import DEFAULT_MAX_JSON_BYTES, DEFAULT_SPOOL_MEMORY
@@ -62,6 +86,7 @@ __all__ = [
     "drain",
     "serve",
     "serve_async",
+    "startup_warnings",
 ]
 
 ACCESS_LOG_FORMAT = '%a "%r" %s %b %Tfs "%{User-Agent}i"'
@@ -81,13 +106,17 @@ def create_app(
     storage_options: Mapping[str, Any] | None = None,
     token: str | None = None,
     read_token: str | None = None,
-    allowed_origins: Sequence[str] = ("*",),
+    allowed_origins: Sequence[str] | None = None,
+    allowed_hosts: Sequence[str] = (),
+    host: str | None = None,
     max_upload_bytes: int | None = DEFAULT_MAX_UPLOAD_BYTES,
     reshard: bool | int = False,
     max_json_bytes: int = DEFAULT_MAX_JSON_BYTES,
     spool_memory: int = DEFAULT_SPOOL_MEMORY,
     spool_dir: str | None = None,
     bridge: bool = True,
+    max_uploads: int = DEFAULT_MAX_UPLOADS,
+    upload_idle_timeout: float = DEFAULT_UPLOAD_IDLE_TIMEOUT,
 ) -> web.Application:
     """The model server application.
 
@@ -99,13 +128,22 @@ def create_app(
     storage_options : mapping, optional
         Options for the store's filesystem (credentials, ``endpoint_url``, …).
     token : str, optional
-        Bearer token required for ``POST``/``PUT``/``DELETE``.
+        Bearer token required for ``POST``/``PUT``/``DELETE``. Without one,
+        anyone who can reach the port may write (unless *read_token* is set:
+        then writing is disabled).
     read_token : str, optional
         Bearer token required for reads (*token* is accepted too), except
         for the bridge's page and script.
-    allowed_origins : sequence of str
-        CORS origins allowed to call the server (``"*"`` for any; empty for
-        no CORS headers).
+    allowed_origins : sequence of str, optional
+        Web page origins allowed to call the server, for reads and writes
+        (``"*"`` for every page). None (the default): every origin may read,
+        none may write (the server's own pages and clients that send no
+        ``Origin`` always may); empty: no CORS headers.
+    allowed_hosts : sequence of str
+        Names accepted in the ``Host`` header besides localhost names,
+        loopback addresses and *host*.
+    host : str, optional
+        The address the server listens on (accepted in ``Host``).
     max_upload_bytes : int or None
         Largest upload body; larger ones get 413. None for no limit.
     reshard : bool or int
@@ -119,20 +157,41 @@ def create_app(
         Folder for spool files (default: the system's temp folder).
     bridge : bool
         Add the browser storage bridge page at ``/bridge`` when available.
+    max_uploads : int
+        Uploads received at once; more get 503 with ``Retry-After``.
+    upload_idle_timeout : float
+        Seconds an upload body may send nothing before it is cut (408, the
+        connection closed).
 
     Returns
     -------
     aiohttp.web.Application
+
+    Raises
+    ------
+    tfjsfs.errors.CLIError
+        An empty *token* or *read_token*.
     """
     if isinstance(store_url, ModelStore):
         store = store_url
     else:
         store = ModelStore(os.fspath(store_url), storage_options, reshard=reshard)
+    access = AccessPolicy.build(allowed_origins, allowed_hosts, host)
     app = web.Application(
-        middlewares=[in_flight_middleware, error_middleware, auth_middleware(token, read_token)]
+        middlewares=[
+            in_flight_middleware,
+            error_middleware,
+            access_middleware,
+            auth_middleware(token, read_token),
+            upload_middleware,
+        ]
     )
     app[STORE_KEY] = store
+    app[ACCESS_KEY] = access
     app[IN_FLIGHT_KEY] = InFlight()
+    app[UPLOADS_KEY] = UploadGuard(max_uploads, upload_idle_timeout)
+    app[REDACT_KEY] = _store_locations(store)
+    app.on_response_prepare.append(security_headers)
     app[CONFIG_KEY] = ServerConfig(
         token, read_token, max_upload_bytes, max_json_bytes, spool_memory, spool_dir
     )
@@ -142,24 +201,40 @@ def create_app(
 
     app.on_startup.append(prepare)
     add_routes(app)
-    if allowed_origins:
-        _setup_cors(app, allowed_origins)
+    if access.origins is None or access.origins:
+        _setup_cors(app, access.origins)
     if bridge:
         _setup_bridge(app, store, max_upload_bytes)
     return app
 
 
-def _setup_cors(app: web.Application, origins: Sequence[str]) -> None:
+def _store_locations(store: ModelStore) -> tuple[str, ...]:
+    """Every spelling of the store's location an error message could carry."""
+    found = {store.url, store.label, store.root, store.root.rstrip("/")}
+    if os.path.isabs(store.root):
+        found.add(os.path.realpath(store.root))
+    return tuple(sorted((f for f in found if len(f) > 1), key=len, reverse=True))
+
+
+def _setup_cors(app: web.Application, origins: Sequence[str] | None) -> None:
+    """CORS: *origins* may do everything; None lets every origin read only."""
     import aiohttp_cors
 
-    options = aiohttp_cors.ResourceOptions(
-        allow_credentials=False,
-        expose_headers=EXPOSED_HEADERS,
-        allow_headers=ALLOWED_HEADERS,
-        allow_methods=["GET", "HEAD", "POST", "PUT", "DELETE"],
-        max_age=600,
-    )
-    cors = aiohttp_cors.setup(app, defaults={origin: options for origin in origins})
+    def options(methods: Sequence[str]) -> aiohttp_cors.ResourceOptions:
+        return aiohttp_cors.ResourceOptions(
+            allow_credentials=False,
+            expose_headers=EXPOSED_HEADERS,
+            allow_headers=ALLOWED_HEADERS,
+            allow_methods=list(methods),
+            max_age=600,
+        )
+
+    if origins is None:
+        defaults = {"*": options(sorted(READ_METHODS))}
+    else:
+        every = options(["GET", "HEAD", "POST", "PUT", "DELETE"])
+        defaults = {origin: every for origin in origins}
+    cors = aiohttp_cors.setup(app, defaults=defaults)
     for route in list(app.router.routes()):
         cors.add(route)
 
@@ -205,12 +280,13 @@ async def serve_async(
     on_ready : callable, optional
         Called with the base URL once the server listens.
     """
-    app = create_app(store_url, **options)
+    app = create_app(store_url, host=host, **options)
     runner = web.AppRunner(
         app,
         access_log=access_logger,
         access_log_format=ACCESS_LOG_FORMAT,
         shutdown_timeout=shutdown_timeout,
+        auto_decompress=False,  # encoded uploads are refused (415), never inflated
     )
     await runner.setup()
     stop = stop or asyncio.Event()
@@ -226,6 +302,8 @@ async def serve_async(
                 signals.append(sig)
         url = _display_url(host, bound)
         log.info("serving %s at %s/", app[STORE_KEY].label, url)
+        for warning in startup_warnings(app, host, url):
+            log.warning("%s", warning)
         if on_ready is not None:
             on_ready(url)
         await stop.wait()
@@ -245,6 +323,7 @@ async def drain(runner: web.AppRunner, app: web.Application, timeout: float) -> 
     step before ``runner.cleanup()``.
     """
     in_flight = app[IN_FLIGHT_KEY]
+    app[UPLOADS_KEY].stopping = True  # stalled uploads no longer hold the shutdown
     log.info(
         "shutting down: %d request(s) in flight, waiting up to %s s", in_flight.count, timeout
     )
@@ -256,6 +335,39 @@ async def drain(runner: web.AppRunner, app: web.Application, timeout: float) -> 
         log.warning(
             "%d request(s) still running after %s s; stopping them", in_flight.count, timeout
         )
+
+
+def startup_warnings(app: web.Application, host: str, url: str) -> list[str]:
+    """What the server says plainly at start-up about who may write to it.
+
+    Parameters
+    ----------
+    app : aiohttp.web.Application
+        Made by :func:`create_app`.
+    host : str
+        The address it listens on.
+    url : str
+        Its base URL.
+    """
+    config = app[CONFIG_KEY]
+    access = app[ACCESS_KEY]
+    out = []
+    if not config.token and not config.read_token:
+        who = (
+            "every program on this machine"
+            if is_loopback_name(host)
+            else "anyone on the network who can reach it"
+        )
+        out.append(
+            f"writes are open: {who} can upload, replace and delete models at {url}/ "
+            f"(no write token; set ${TOKEN_ENV} to require one)"
+        )
+    if access.any_origin_writes:
+        out.append(
+            "--allow-origin '*': every web page opened in a browser that can reach this "
+            "server may save and delete models" + ("" if config.token else ", with no token")
+        )
+    return out
 
 
 def serve(

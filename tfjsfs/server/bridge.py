@@ -33,7 +33,7 @@ import asyncio
 import hashlib
 import importlib.resources
 import os
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,8 +44,9 @@ from ..format.artifacts import ModelArtifacts
 from ..format.browser import artifacts_to_json
 from ..format.manifest import ModelJSON
 from ..model.api import load_model_async
-from .middleware import error_reply, json_error, public
+from .middleware import json_error, json_errors, public
 from .modelstore import MODEL_JSON, ModelStore, check_name
+from .names import store_name
 from .upload import expected_weight_bytes, read_upload
 
 __all__ = ["BRIDGE_KEY", "StoredModel", "load_stored", "read_stored", "setup_bridge"]
@@ -101,26 +102,6 @@ async def load_stored(store: ModelStore, name: str) -> tuple[StoredModel, ModelA
 
 def _static(name: str) -> bytes:
     return importlib.resources.files("tfjsfs").joinpath("static", name).read_bytes()
-
-
-def _errors(
-    handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
-) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-    """JSON error replies the page can show, also in applications without the
-    model server's error middleware."""
-
-    async def wrapped(request: web.Request) -> web.StreamResponse:
-        try:
-            return await handler(request)
-        except web.HTTPException:
-            raise
-        except Exception as exc:
-            reply = error_reply(exc, request)
-            if reply is None:
-                raise
-            return reply
-
-    return wrapped
 
 
 def _flag(value: str | None) -> bool:
@@ -206,7 +187,7 @@ def setup_bridge(
             headers={"Cache-Control": "no-cache"},
         )
 
-    @_errors
+    @json_errors
     async def list_models(request: web.Request) -> web.Response:
         listed = [
             {
@@ -218,9 +199,11 @@ def setup_bridge(
             for summary in await models.list()
             if summary.doc is not None
         ]
-        return web.json_response({"store": models.label, "readOnly": read_only, "models": listed})
+        return web.json_response(
+            {"store": store_name(models.root), "readOnly": read_only, "models": listed}
+        )
 
-    @_errors
+    @json_errors
     async def get_model(request: web.Request) -> web.Response:
         name = request.match_info["name"]
         stored = await read_stored(models, name)
@@ -237,7 +220,7 @@ def setup_bridge(
             }
         )
 
-    @_errors
+    @json_errors
     async def get_weights(request: web.Request) -> web.Response:
         name = request.match_info["name"]
         stored, artifacts = await load_stored(models, name)
@@ -252,7 +235,7 @@ def setup_bridge(
             headers={"X-Tfjsfs-Model-Version": stored.version},
         )
 
-    @_errors
+    @json_errors
     async def post_model(request: web.Request) -> web.Response:
         if read_only:
             return json_error(
@@ -273,15 +256,14 @@ def setup_bridge(
             except BundleExistsError:
                 return json_error(
                     409,
-                    f"model {name!r} already exists in {models.label}; push with overwrite "
-                    "to replace it",
+                    f"model {name!r} already exists; push with overwrite to replace it",
                     "exists",
                 )
         return web.json_response(
             {
                 "name": name,
                 "modelArtifactsInfo": result.model_artifacts_info.to_json(),
-                "files": list(result.files),
+                "files": models.relative_files(name, result.files),
             },
             status=201,
         )

@@ -17,10 +17,9 @@ import asyncio
 import contextlib
 import datetime as _dt
 import posixpath
-import re
 import weakref
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -35,6 +34,7 @@ from ..format.manifest import ModelJSON, WeightGroup
 from ..io.location import name_in_folder
 from ..io.resolve import resolve
 from ..io.writer import is_local, write_bundle
+from .names import check_name, without_credentials
 
 __all__ = [
     "MODEL_JSON",
@@ -45,54 +45,8 @@ __all__ = [
     "without_credentials",
 ]
 
-MAX_NAME_LENGTH = 1024
-MAX_SEGMENT_LENGTH = 255
 READ_CONCURRENCY = 16
-_CONTROL = re.compile(r"[\x00-\x1f\x7f\\]")
-_CREDENTIALS = re.compile(r"^([A-Za-z][\w+.\-]*://)[^/@]*@")
 T = TypeVar("T")
-
-
-def check_name(name: str) -> str:
-    """Return *name* if it is a safe model name, else raise :class:`UnsafePathError`.
-
-    A name is one or more ``/``-separated segments; no segment may be empty,
-    ``.``, ``..`` or start with ``.`` (reserved for temporary files), no
-    control characters or backslashes, and the last segment may not end with
-    ``.json`` or ``.bin`` (those address a bundle's files).
-    """
-    if not isinstance(name, str) or not name:
-        raise UnsafePathError("model name is empty")
-    if len(name) > MAX_NAME_LENGTH:
-        raise UnsafePathError(f"model name is longer than {MAX_NAME_LENGTH} characters")
-    if name.startswith("/"):
-        raise UnsafePathError(f"model name {name!r} is absolute; names are relative paths")
-    if _CONTROL.search(name):
-        raise UnsafePathError(f"model name {name!r} contains a control character or a backslash")
-    segments = name.split("/")
-    for segment in segments:
-        if not segment:
-            raise UnsafePathError(f"model name {name!r} has an empty path segment")
-        if segment in (".", ".."):
-            raise UnsafePathError(f"model name {name!r} has a {segment!r} segment")
-        if segment.startswith("."):
-            raise UnsafePathError(
-                f"model name {name!r}: segments may not start with '.' ({segment!r})"
-            )
-        if len(segment) > MAX_SEGMENT_LENGTH:
-            raise UnsafePathError(
-                f"model name {name!r}: segment longer than {MAX_SEGMENT_LENGTH} characters"
-            )
-    if segments[-1].endswith((".json", ".bin")):
-        raise UnsafePathError(
-            f"model name {name!r} may not end with .json or .bin (that addresses a file)"
-        )
-    return name
-
-
-def without_credentials(url: str) -> str:
-    """*url* without a ``user:password@`` part (for pages and logs)."""
-    return _CREDENTIALS.sub(r"\1", url)
 
 
 def topology_summary(doc: ModelJSON) -> dict[str, Any]:
@@ -310,6 +264,12 @@ class ModelStore:
     def folder(self, name: str) -> str:
         """Inner path of the bundle folder for a checked *name*."""
         return posixpath.join(self.root, check_name(name))
+
+    def relative_files(self, name: str, paths: Iterable[str]) -> list[str]:
+        """Inner *paths* of bundle *name*'s files relative to its folder (what
+        clients are shown: never the store's location)."""
+        folder = self.folder(name)
+        return [posixpath.relpath(path, folder) for path in paths]
 
     def json_path(self, name: str) -> str:
         """Inner path of the bundle's model.json."""

@@ -6,7 +6,8 @@
 (``TFJSFS_TOKEN``, ``TFJSFS_READ_TOKEN``, or variables named with
 ``--token-env``/``--read-token-env``), because a command line is visible to
 every user in ``ps``; ``--token``/``--read-token`` still work, with a warning.
-Importing this module does not import aiohttp.
+An empty token (``--token ""`` or an empty variable) is an error, never "no
+token". Importing this module does not import aiohttp.
 """
 
 from __future__ import annotations
@@ -18,12 +19,15 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from .._util.options import parse_size
+from ..errors import CLIError
 
 __all__ = [
     "DEFAULT_HOST",
+    "DEFAULT_MAX_UPLOADS",
     "DEFAULT_PORT",
     "DEFAULT_SHUTDOWN_TIMEOUT",
     "DEFAULT_STORE",
+    "DEFAULT_UPLOAD_IDLE_TIMEOUT",
     "READ_TOKEN_ENV",
     "TOKEN_ENV",
     "add_serve_arguments",
@@ -34,6 +38,10 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
 DEFAULT_STORE = "models"
 DEFAULT_SHUTDOWN_TIMEOUT = 60.0
+#: Uploads received at once (more get 503 + Retry-After).
+DEFAULT_MAX_UPLOADS = 64
+#: Seconds an upload body may stay silent before its connection is closed.
+DEFAULT_UPLOAD_IDLE_TIMEOUT = 30.0
 #: Environment variable holding the write token.
 TOKEN_ENV = "TFJSFS_TOKEN"
 #: Environment variable holding the read token.
@@ -59,7 +67,9 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     )
     tokens = p.add_argument_group(
         "bearer tokens",
-        "read from the environment; unset means open (either token can read)",
+        "read from the environment; no write token means anyone who can reach the port "
+        "may write (a warning says so); a read token alone disables writing; either "
+        "token can read; an empty token is an error",
     )
     tokens.add_argument(
         "--token-env",
@@ -79,15 +89,31 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     tokens.add_argument(
         "--read-token", help=f"read token (visible in ps: prefer ${READ_TOKEN_ENV})", default=None
     )
-    cors = p.add_mutually_exclusive_group()
+    pages = p.add_argument_group(
+        "web pages and host names",
+        "by default every web page may read, only the server's own pages (and scripts "
+        "without an Origin) may write, and the Host header must be this server's address, "
+        "a loopback address or localhost",
+    )
+    cors = pages.add_mutually_exclusive_group()
     cors.add_argument(
         "--allow-origin",
         action="append",
         dest="origins",
         metavar="ORIGIN",
-        help="CORS origin allowed to call the server (repeatable; default: any)",
+        help="web page origin (e.g. http://127.0.0.1:5173) allowed to read, save and "
+        "delete models; then only these origins get CORS (repeatable; '*' allows every "
+        "web page to write)",
     )
     cors.add_argument("--no-cors", action="store_true", help="send no CORS headers")
+    pages.add_argument(
+        "--allow-host",
+        action="append",
+        dest="hosts",
+        metavar="NAME",
+        help="host name accepted in the Host header besides the bound address and "
+        "localhost, e.g. the name a reverse proxy uses (repeatable)",
+    )
     p.add_argument(
         "--max-upload-bytes",
         "--max-upload",
@@ -106,6 +132,22 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
         help="store uploads in the converter layout (4MiB shards, or SIZE)",
     )
     p.add_argument("--spool-dir", metavar="DIR", help="folder for spooling large uploads")
+    p.add_argument(
+        "--max-uploads",
+        type=int,
+        default=DEFAULT_MAX_UPLOADS,
+        metavar="N",
+        help="uploads received at once; more get 503 + Retry-After "
+        f"(default {DEFAULT_MAX_UPLOADS})",
+    )
+    p.add_argument(
+        "--upload-idle-timeout",
+        type=float,
+        default=DEFAULT_UPLOAD_IDLE_TIMEOUT,
+        metavar="SECONDS",
+        help="close an upload whose body sends nothing for this long "
+        f"(default {DEFAULT_UPLOAD_IDLE_TIMEOUT:g}; 1 s once shutting down)",
+    )
     p.add_argument(
         "--shutdown-timeout",
         type=float,
@@ -138,6 +180,11 @@ def serve_options(
         Where tokens are read (default ``os.environ``).
     warn : callable
         Called with a message when a token was given on the command line.
+
+    Raises
+    ------
+    CLIError
+        An empty token (flag or variable).
     """
     environ = os.environ if environ is None else environ
     tokens = {}
@@ -146,15 +193,28 @@ def serve_options(
         ("read_token", "--read-token", args.read_token_env),
     ):
         value = getattr(args, key)
-        if value:
+        if value is not None:
+            if not value.strip():
+                raise CLIError(f"{flag} is empty; give a real token or leave the option out")
             warn(f"{flag} is visible to every user of this machine (ps); set ${var} instead")
-        tokens[key] = value or environ.get(var) or None
+        elif var in environ:
+            value = environ[var]
+            if not value.strip():
+                raise CLIError(f"${var} is set but empty; give a real token or unset it")
+        tokens[key] = value
+    if args.no_cors:
+        origins: tuple[str, ...] | None = ()
+    else:
+        origins = tuple(args.origins) if args.origins else None
     options: dict[str, Any] = {
         **tokens,
-        "allowed_origins": () if args.no_cors else tuple(args.origins or ("*",)),
+        "allowed_origins": origins,
+        "allowed_hosts": tuple(args.hosts or ()),
         "reshard": args.reshard,
         "spool_dir": args.spool_dir,
         "shutdown_timeout": args.shutdown_timeout,
+        "max_uploads": args.max_uploads,
+        "upload_idle_timeout": args.upload_idle_timeout,
     }
     if args.max_upload_bytes is not None:
         options["max_upload_bytes"] = args.max_upload_bytes

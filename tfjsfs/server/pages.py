@@ -36,15 +36,16 @@ def page(title: str, body: str) -> web.Response:
     return web.Response(text=text, content_type="text/html", charset="utf-8")
 
 
-def index_html(base: str, store_label: str, summaries: Sequence[BundleSummary]) -> str:
+def index_html(base: str, store: str, summaries: Sequence[BundleSummary]) -> str:
     """The index: a table of models and how to save and load one.
 
     Parameters
     ----------
     base : str
-        The server's origin, e.g. ``http://127.0.0.1:8080``.
-    store_label : str
-        The store's URL without credentials.
+        The server's origin, e.g. ``http://127.0.0.1:8080`` (from its bound
+        address, never from the ``Host`` header).
+    store : str
+        What clients are told about the store (its name, not its location).
     summaries : sequence of BundleSummary
     """
     e = html.escape
@@ -68,7 +69,7 @@ def index_html(base: str, store_label: str, summaries: Sequence[BundleSummary]) 
     base = e(base)
     return (
         f"<h1>TF.js models</h1><p class='sub'>{len(summaries)} in "
-        f"<code>{e(store_label)}</code> · <a href='/models'>JSON</a></p>{table}"
+        f"<code>{e(store)}</code> · <a href='/models'>JSON</a></p>{table}"
         "<h2>Save a model here</h2>"
         f"<pre>await model.save('{base}/models/my-model');</pre>"
         "<h2>Load it back</h2>"

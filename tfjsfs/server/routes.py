@@ -37,8 +37,10 @@ from aiohttp import hdrs, web
 
 from .._util.entries import entity_tag
 from ..errors import BundleExistsError, ModelNotFoundError, TransferError, UnsafePathError
+from .access import server_origin
 from .middleware import json_error, public
 from .modelstore import MODEL_JSON, BundleSummary, ModelStore, check_name, topology_summary
+from .names import store_name
 from .pages import index_html, model_html, page, quote_name
 from .upload import DEFAULT_MAX_JSON_BYTES, DEFAULT_SPOOL_MEMORY, read_upload
 
@@ -81,7 +83,7 @@ CONFIG_KEY = web.AppKey("tfjsfs_server_config", ServerConfig)
 
 
 def _base(request: web.Request) -> str:
-    return str(request.url.origin())
+    return server_origin(request)  # never the Host header
 
 
 def _model_url(request: web.Request, name: str, file: str | None = None) -> str:
@@ -150,7 +152,7 @@ async def index(request: web.Request) -> web.Response:
     """``GET /``: the human page."""
     store = request.app[STORE_KEY]
     summaries = await store.list()
-    return page("TF.js models", index_html(_base(request), store.label, summaries))
+    return page("TF.js models", index_html(_base(request), store_name(store.root), summaries))
 
 
 async def list_models(request: web.Request) -> web.Response:
@@ -158,7 +160,7 @@ async def list_models(request: web.Request) -> web.Response:
     store = request.app[STORE_KEY]
     summaries = await store.list()
     return web.json_response(
-        {"store": store.label, "models": [_entry(request, s) for s in summaries]}
+        {"store": store_name(store.root), "models": [_entry(request, s) for s in summaries]}
     )
 
 
@@ -207,7 +209,7 @@ async def put_model(request: web.Request) -> web.Response:
             return json_error(412, f"model {name!r} already exists (If-None-Match: *)", "exists")
         weights = len(upload.artifacts.weight_specs)
         nbytes = upload.weight_bytes
-    files = [posixpath.relpath(f, store.folder(name)) for f in result.files]
+    files = store.relative_files(name, result.files)
     log.info(
         "stored model %r: %d weights, %d weight bytes, files %s", name, weights, nbytes, files
     )

@@ -29,7 +29,7 @@ from aiohttp import hdrs
 from aiohttp.base_protocol import BaseProtocol
 from multidict import CIMultiDict
 
-from ..errors import UploadError, UploadTooLargeError, WeightDataError
+from ..errors import UploadEncodingError, UploadError, UploadTooLargeError, WeightDataError
 from ..format.artifacts import ModelArtifacts
 from ..format.codec import weight_extents
 from ..format.manifest import ModelJSON
@@ -180,6 +180,17 @@ class Upload:
 
 def _part_label(name: str) -> str:
     return f"upload part {name!r}"
+
+
+def _check_body_encoding(headers: Mapping[str, str]) -> None:
+    """Refuse a body with a ``Content-Encoding``: it would be decoded before
+    any limit applies (a small gzip body can inflate to gigabytes)."""
+    value = headers.get(hdrs.CONTENT_ENCODING, "").strip().lower()
+    if value and value != "identity":
+        raise UploadEncodingError(
+            f"upload body uses Content-Encoding: {value}; this server takes uploads only "
+            "as they are (TF.js sends them unencoded), so nothing grows past its size limit"
+        )
 
 
 def _check_encoding(part: aiohttp.BodyPartReader, name: str) -> None:
@@ -344,6 +355,8 @@ async def read_upload(
 
     Raises
     ------
+    UploadEncodingError
+        The body has a ``Content-Encoding`` (checked before any byte is read).
     UploadError
         Not ``multipart/form-data``, a malformed body, an unexpected or
         repeated field, a missing part, bad model JSON, manifest paths other
@@ -356,6 +369,7 @@ async def read_upload(
         model.json is not a valid TF.js model JSON.
     """
     headers = CIMultiDict(headers)
+    _check_body_encoding(headers)
     ctype = headers.get(hdrs.CONTENT_TYPE, "")
     if not ctype.lower().startswith("multipart/form-data"):
         raise UploadError(

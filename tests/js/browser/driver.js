@@ -86,8 +86,14 @@ const OPS = {
     return outcome;
   },
   async waitFor(cmd) {
-    await page(cmd).waitForFunction(call(cmd.fn, cmd.arg), null,
-      {timeout: cmd.ms || 30000, polling: 20});
+    // polled from here, not with waitForFunction: that one evals the predicate
+    // inside the page, which the pages' Content-Security-Policy forbids
+    const expression = call(cmd.fn, cmd.arg);
+    const deadline = Date.now() + (cmd.ms || 30000);
+    while (!(await page(cmd).evaluate(expression))) {
+      if (Date.now() > deadline) throw new Error(`waitFor: timed out on ${cmd.fn}`);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
     return true;
   },
   async screenshot(cmd) {
