@@ -227,13 +227,13 @@ def raw_request(port: int, head: str, body: bytes = b"", timeout: float = 30) ->
 
 
 class ServerProcess:
-    """``python -m tfjsfs.server.app STORE --port 0`` in a subprocess.
+    """``python -m tfjsfs.server STORE --port 0`` (``tfjsfs serve``) in a subprocess.
 
     The base URL comes from the line the server prints once it listens.
     """
 
     def __init__(self, store: str, *args: str, env: Mapping[str, str] | None = None):
-        command = [sys.executable, "-m", "tfjsfs.server.app", store, "--port", "0", *args]
+        command = [sys.executable, "-m", "tfjsfs.server", store, "--port", "0", *args]
         self.proc = subprocess.Popen(
             command,
             cwd=REPO_ROOT,

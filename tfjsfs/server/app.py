@@ -43,11 +43,13 @@ from .middleware import (
 )
 from .modelstore import ModelStore, without_credentials
 from .options import (
+    DEFAULT_GRACE_PERIOD,
     DEFAULT_HOST,
     DEFAULT_PORT,
     DEFAULT_SHUTDOWN_TIMEOUT,
 )
 from .routes import CONFIG_KEY, DEFAULT_MAX_UPLOAD_BYTES, STORE_KEY, ServerConfig, add_routes
+from .spools import sweep_spools
 from .upload import DEFAULT_MAX_JSON_BYTES, DEFAULT_SPOOL_MEMORY
 
 __all__ = [
@@ -88,6 +90,7 @@ def create_app(
     spool_memory: int = DEFAULT_SPOOL_MEMORY,
     spool_dir: str | None = None,
     bridge: bool = True,
+    grace_period: float = DEFAULT_GRACE_PERIOD,
 ) -> web.Application:
     """The model server application.
 
@@ -119,6 +122,9 @@ def create_app(
         Folder for spool files (default: the system's temp folder).
     bridge : bool
         Add the browser storage bridge page at ``/bridge`` when available.
+    grace_period : float
+        Seconds replaced and deleted weight files (and a crash's leftovers)
+        stay before they are swept (see :class:`ModelStore`).
 
     Returns
     -------
@@ -127,7 +133,9 @@ def create_app(
     if isinstance(store_url, ModelStore):
         store = store_url
     else:
-        store = ModelStore(os.fspath(store_url), storage_options, reshard=reshard)
+        store = ModelStore(
+            os.fspath(store_url), storage_options, reshard=reshard, grace_period=grace_period
+        )
     app = web.Application(
         middlewares=[in_flight_middleware, error_middleware, auth_middleware(token, read_token)]
     )
@@ -137,10 +145,21 @@ def create_app(
         token, read_token, max_upload_bytes, max_json_bytes, spool_memory, spool_dir
     )
 
+    later: list[asyncio.TimerHandle] = []
+
     async def prepare(app: web.Application) -> None:
         await store.prepare()
+        sweep_spools(spool_dir, store.grace_period)  # a crash's leftovers, now and later
+        loop = asyncio.get_running_loop()
+        later.append(loop.call_later(store.grace_period, sweep_spools, spool_dir, 0.0))
+
+    async def cleanup(app: web.Application) -> None:
+        for handle in later:
+            handle.cancel()
+        await store.close()
 
     app.on_startup.append(prepare)
+    app.on_cleanup.append(cleanup)
     add_routes(app)
     if allowed_origins:
         _setup_cors(app, allowed_origins)

@@ -20,6 +20,7 @@ from typing import Any
 from .._util.options import parse_size
 
 __all__ = [
+    "DEFAULT_GRACE_PERIOD",
     "DEFAULT_HOST",
     "DEFAULT_PORT",
     "DEFAULT_SHUTDOWN_TIMEOUT",
@@ -34,6 +35,8 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
 DEFAULT_STORE = "models"
 DEFAULT_SHUTDOWN_TIMEOUT = 60.0
+#: Seconds replaced and deleted weight files stay readable (as ModelStore's default).
+DEFAULT_GRACE_PERIOD = 60.0
 #: Environment variable holding the write token.
 TOKEN_ENV = "TFJSFS_TOKEN"
 #: Environment variable holding the read token.
@@ -107,6 +110,14 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     )
     p.add_argument("--spool-dir", metavar="DIR", help="folder for spooling large uploads")
     p.add_argument(
+        "--grace-period",
+        type=float,
+        default=DEFAULT_GRACE_PERIOD,
+        metavar="SECONDS",
+        help="how long replaced and deleted weight files stay readable, so loads that "
+        f"began before the change complete (default {DEFAULT_GRACE_PERIOD:g})",
+    )
+    p.add_argument(
         "--shutdown-timeout",
         type=float,
         default=DEFAULT_SHUTDOWN_TIMEOUT,
@@ -155,6 +166,7 @@ def serve_options(
         "reshard": args.reshard,
         "spool_dir": args.spool_dir,
         "shutdown_timeout": args.shutdown_timeout,
+        "grace_period": args.grace_period,
     }
     if args.max_upload_bytes is not None:
         options["max_upload_bytes"] = args.max_upload_bytes
