@@ -20,7 +20,8 @@ from pathlib import Path
 import aiohttp
 import numpy as np
 import pytest
-from serverkit import ModelServer, ServerProcess, http, make_artifacts, post_parts, tfjs_parts
+from nodejs import decode_b64, missing_node_reason, tfjs_load, tfjs_save, weights_by_name
+from serverkit import ServerProcess, http, make_artifacts, server_factory
 
 import tfjsfs
 from tfjsfs.errors import ModelNotFoundError
@@ -34,6 +35,11 @@ OVERWRITES = 6
 #: 4.6 MB of float32 beside the kit's small weights: one shard above the
 #: server's 4 MiB read-whole threshold, so it is streamed.
 EXTRA = 1_150_000
+
+
+@pytest.fixture
+def model_server(tmp_path):
+    yield from server_factory(tmp_path)
 
 
 def _versions() -> list[tfjsfs.ModelArtifacts]:
@@ -158,3 +164,192 @@ def test_readers_around_overwrites_and_deletes_s3(s3_server, s3_bucket):
     finally:
         server.stop()
     _check(outcomes, failures)
+
+
+# ------------------------------------------------------------- grace period
+
+
+def _paths(doc: dict) -> list[str]:
+    return [posixpath.normpath(p) for g in doc["weightsManifest"] for p in g["paths"]]
+
+
+def _shards(server, doc: dict) -> bytes:
+    out = b""
+    for path in _paths(doc):
+        reply = http("GET", server.model_url("m", path))
+        assert reply.status == 200, (path, reply.body[:300])
+        out += reply.body
+    return out
+
+
+@pytest.mark.parametrize("reshard", [False, 1024])
+def test_replaced_and_deleted_files_stay_readable_and_names_are_never_reused(
+    model_server, reshard
+):
+    server = model_server(reshard=reshard)  # the default grace period: 60 s
+    first, second = make_artifacts(71, extra=600), make_artifacts(72, extra=600)
+    url = server.model_url("m")
+    tfjsfs.save_model(first, url)
+    old = http("GET", server.model_url("m", "model.json")).json()
+    tfjsfs.save_model(second, url, method="PUT")
+    # a reader holding the replaced model.json still reads the old version whole
+    assert _shards(server, old) == _weight_bytes(first)
+    newer = http("GET", server.model_url("m", "model.json")).json()
+    assert not set(_paths(newer)) & set(_paths(old))
+    assert http("DELETE", url).status == 200
+    assert http("GET", server.model_url("m", "model.json")).status == 404
+    assert _shards(server, newer) == _weight_bytes(second)  # deleted, still readable
+    # re-created with the first version's layout: names no earlier version used
+    tfjsfs.save_model(first, url)
+    again = http("GET", server.model_url("m", "model.json")).json()
+    assert not set(_paths(again)) & (set(_paths(old)) | set(_paths(newer)))
+    assert _shards(server, newer) == _weight_bytes(second)
+    assert _shards(server, again) == _weight_bytes(first)
+    assert [m["name"] for m in http("GET", f"{server.url}/models").json()["models"]] == ["m"]
+
+
+def _stored(store: ModelStore) -> list[str]:
+    fs = store.fs.sync_fs
+    return sorted(posixpath.relpath(p, store.root) for p in fs.find(store.root))
+
+
+def _wait_until(predicate, what: str, limit: float = 60) -> None:
+    deadline = time.monotonic() + limit
+    while not predicate():
+        assert time.monotonic() < deadline, f"still waiting for {what}"
+        time.sleep(0.1)
+
+
+def test_retired_files_are_swept_after_the_grace_period(model_server):
+    server = model_server(grace_period=0.5)
+    url = server.model_url("m")
+    tfjsfs.save_model(make_artifacts(73), url)
+    tfjsfs.save_model(make_artifacts(74), url, method="PUT")
+    live = _paths(http("GET", server.model_url("m", "model.json")).json())
+    want = sorted(["m/model.json", *(f"m/{p}" for p in live)])
+    _wait_until(lambda: _stored(server.store) == want, "the replaced shard to be swept")
+    tfjsfs.save_model(make_artifacts(75), server.model_url("gone"))
+    assert http("DELETE", server.model_url("gone")).status == 200
+    _wait_until(lambda: _stored(server.store) == want, "the deleted model to be swept")
+    assert_loads(server, "m", make_artifacts(74))
+
+
+def assert_loads(server, name: str, artifacts: tfjsfs.ModelArtifacts) -> None:
+    loaded = tfjsfs.load_weights(f"{server.url}/models/{name}".replace("http://", "tfjs+http://"))
+    assert list(loaded) == list(artifacts.weights)
+    for key, value in artifacts.weights.items():
+        assert np.array_equal(loaded[key], value), key
+
+
+# ------------------------------------------------------------ write_bundle
+
+
+def test_save_model_keeps_converter_names_for_a_first_save_only(tmp_path):
+    folder = tmp_path / "m"
+    first, second = make_artifacts(81), make_artifacts(82)
+    tfjsfs.save_model(first, folder, shard_size=64)
+    names = sorted(os.listdir(folder))
+    assert len(names) > 2 and names[-1] == "model.json"
+    assert names[:-1] == [f"group1-shard{i}of{len(names) - 1}.bin" for i in range(1, len(names))]
+    tfjsfs.save_model(second, folder, shard_size=64, overwrite=True)
+    doc = json.loads((folder / "model.json").read_text())
+    assert all(is_fresh_name(p) for p in _paths(doc))
+    assert not set(_paths(doc)) & set(names)
+    # a folder whose model.json is gone but whose files were retired within the
+    # grace period (a record is still there) gets fresh names too
+    record = folder / f"{RETIRED_PREFIX}0123456789abcdef.json"
+    record.write_text(json.dumps({"retired": time.time(), "files": _paths(doc)}))
+    (folder / "model.json").unlink()
+    tfjsfs.save_model(first, folder, shard_size=64)
+    again = json.loads((folder / "model.json").read_text())
+    assert all(is_fresh_name(p) for p in _paths(again))
+    assert not set(_paths(again)) & set(_paths(doc))
+    loaded = tfjsfs.load_weights(str(folder))
+    for key, value in first.weights.items():
+        assert np.array_equal(loaded[key], value), key
+
+
+@pytest.mark.skipif(missing_node_reason() is not None, reason=str(missing_node_reason()))
+def test_tfjs_loads_a_bundle_with_fresh_names(tmp_path):
+    expected = tfjs_save("mlp", "node", tmp_path / "saved")
+    original = tfjsfs.load_model(
+        expected["files"].get("model_json") or expected["files"]["outdir"]
+    )
+    folder = tmp_path / "m"
+    tfjsfs.save_model(original, folder, shard_size=100)
+    tfjsfs.save_model(original, folder, shard_size=100, overwrite=True)
+    doc = json.loads((folder / "model.json").read_text())
+    assert len(_paths(doc)) > 1 and all(is_fresh_name(p) for p in _paths(doc))
+    result = tfjs_load(str(folder / "model.json"), expected["input"])
+    assert (
+        decode_b64(result["prediction"]).tobytes() == decode_b64(expected["prediction"]).tobytes()
+    )
+    got = weights_by_name(result)
+    for key, value in original.weights.items():
+        assert got[key].tobytes() == value.tobytes(), key
+
+
+# ---------------------------------------------------------- crash leftovers
+
+
+def _age(path: Path, seconds: float) -> None:
+    stamp = time.time() - seconds
+    os.utime(path, (stamp, stamp))
+
+
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_a_crash_s_leftovers_are_swept_at_start(tmp_path):
+    store, spool = tmp_path / "store", tmp_path / "spool"
+    spool.mkdir()
+    live = make_artifacts(91)
+    tfjsfs.save_model(live, store / "m", shard_size=64)
+    tfjsfs.save_model(live, store / "m", shard_size=64, overwrite=True)  # fresh names
+    folder = store / "m"
+    live_names = _paths(json.loads((folder / "model.json").read_text()))
+    assert all(is_fresh_name(n) for n in live_names)
+    for name in live_names:
+        _age(folder / name, 3600)  # old, but named by the live model.json: kept
+    orphan = folder / "group1-shard1of1-v0123456789ab.bin"  # written, never published
+    tmp_json = folder / ".model.json.0123456789ab.tmp"  # publication cut short
+    expired = folder / "model.weights-vaaaaaaaaaaaa.bin"  # retired an hour ago
+    pending = folder / "model.weights-vbbbbbbbbbbbb.bin"  # retired a moment ago
+    young = folder / "group1-shard1of1-vcccccccccccc.bin"  # maybe an upload in progress
+    for path in (orphan, tmp_json, expired, pending, young):
+        path.write_bytes(b"x" * 8)
+    for path in (orphan, tmp_json, expired, pending):
+        _age(path, 3600)
+    (folder / f"{RETIRED_PREFIX}1111111111111111.json").write_text(
+        json.dumps({"retired": time.time() - 3600, "files": [expired.name, live_names[0]]})
+    )
+    (folder / f"{RETIRED_PREFIX}2222222222222222.json").write_text(
+        json.dumps({"retired": time.time(), "files": [pending.name]})
+    )
+    dead_spool = spool / f"tfjsfs-upload-{_dead_pid()}-abc.bin"
+    own_spool = spool / f"{spool_prefix()}def.bin"
+    for path in (dead_spool, own_spool):
+        path.write_bytes(b"y" * 8)
+        _age(path, 3600)
+    server = ServerProcess(str(store), "--spool-dir", str(spool))
+    try:
+        assert_loads(server, "m", live)
+    finally:
+        server.stop()
+    assert sorted(os.listdir(folder)) == sorted(
+        [
+            "model.json",
+            *live_names,
+            pending.name,
+            young.name,
+            f"{RETIRED_PREFIX}2222222222222222.json",
+        ]
+    )
+    assert sorted(os.listdir(spool)) == [own_spool.name]
+    assert sweep_spools(str(spool), 0) == []  # this process's own spool is never swept
