@@ -657,6 +657,12 @@ class ModelStore:
                 raise ModelNotFoundError(f"model {name!r} has no weight file {file!r}")
         return posixpath.join(self.folder(name), file)
 
+    def weight_files(self, name: str, doc: ModelJSON) -> list[str]:
+        """The weight files *doc* (bundle *name*'s model.json) names, in manifest order,
+        relative to the bundle folder."""
+        json_path = self.json_path(name)
+        return self._shard_paths(BundleSummary(name, json_path, 0, None, doc))
+
     def served(self, name: str, data: bytes) -> None:
         """Note that model.json *data* of bundle *name* was sent to a client.
 
@@ -671,8 +677,7 @@ class ModelStore:
             doc = ModelJSON.parse(data, f"{name}/{MODEL_JSON}", require_topology=False)
         except (ManifestError, UnsafePathError):
             return
-        summary = BundleSummary(name, json_path, len(data), None, doc)
-        self._served.setdefault(json_path, set()).update(self._shard_paths(summary))
+        self._served.setdefault(json_path, set()).update(self.weight_files(name, doc))
         self._served_tags.add(key)
 
     async def _open(self, name: str, file: str) -> OpenedFile:

@@ -53,8 +53,10 @@ __all__ = [
     "DEFAULT_MAX_UPLOAD_BYTES",
     "STORE_KEY",
     "ServerConfig",
+    "abort",
     "add_routes",
     "content_tag",
+    "stream_range",
 ]
 
 #: Largest upload accepted by default (TF.js itself cannot build larger bodies).
@@ -384,25 +386,26 @@ async def _send_file(
         elif content is not None:
             await response.write(content[start:end])
             await response.write_eof()
-        else:
-            await _stream(request, response, opened, start, end)
+        elif await stream_range(request, response, opened, start, end):
+            await response.write_eof()
         return response
 
 
-async def _stream(
+async def stream_range(
     request: web.Request, response: web.StreamResponse, opened: OpenedFile, start: int, end: int
-) -> None:
-    """Send bytes ``[start, end)`` of *opened*, reading the next chunk while writing.
+) -> bool:
+    """Write bytes ``[start, end)`` of *opened* to the prepared *response*.
 
-    If a chunk cannot be read, the connection is aborted at once: the client
-    sees a broken response, never a short or hanging one.
+    The next chunk is read while one is written. If a chunk cannot be read,
+    the connection is aborted at once (False is returned): the client sees a
+    broken response, never a short or hanging one. The caller writes the EOF.
     """
 
     def read(pos: int) -> asyncio.Future:
         return asyncio.ensure_future(opened.read(pos, min(end, pos + STREAM_CHUNK)))
 
     pos = start
-    pending: asyncio.Future | None = read(pos)
+    pending: asyncio.Future | None = read(pos) if start < end else None
     try:
         while pending is not None:
             data = await pending
@@ -418,15 +421,21 @@ async def _stream(
             pending.cancel()
         if not isinstance(exc, ConnectionError):
             log.error(
-                "aborting %s %s after %d of %d bytes: %s",
+                "aborting %s %s after %d of %d bytes of %s: %s",
                 request.method,
                 request.path,
                 pos - start,
                 end - start,
+                opened.path,
                 exc,
             )
-        response.force_close()
-        if request.transport is not None:
-            request.transport.abort()
-        return
-    await response.write_eof()
+        abort(request, response)
+        return False
+    return True
+
+
+def abort(request: web.Request, response: web.StreamResponse) -> None:
+    """Close the connection of a response that cannot send what it declared."""
+    response.force_close()
+    if request.transport is not None:
+        request.transport.abort()
