@@ -10,9 +10,12 @@ period, fresh names on delete-then-recreate, and sweeping a crash's leftovers.
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import json
 import os
 import posixpath
+import re
+import socket
 import time
 from collections import Counter
 from pathlib import Path
@@ -353,3 +356,61 @@ def test_a_crash_s_leftovers_are_swept_at_start(tmp_path):
     )
     assert sorted(os.listdir(spool)) == [own_spool.name]
     assert sweep_spools(str(spool), 0) == []  # this process's own spool is never swept
+
+
+# ----------------------------------------------------------------- serving
+
+
+def test_a_file_changed_under_a_response_aborts_the_connection(model_server, s3_server, s3_bucket):
+    """An object replaced by a shorter one while it is sent: the client gets
+    fewer bytes than declared and the connection closes; it never hangs."""
+    server = model_server(f"s3://{s3_bucket}/store", storage_options=s3_server.storage_options)
+    weights = {"big": np.arange(8 * 1024 * 1024, dtype="f4")}  # 32 MiB: 8 reads of 4 MiB
+    artifacts = tfjsfs.ModelArtifacts.from_weights(make_artifacts(0).model_topology, weights)
+    tfjsfs.save_model(artifacts, server.model_url("m"))
+    doc = http("GET", server.model_url("m", "model.json")).json()
+    (path,) = _paths(doc)
+    head = f"GET /models/m/{path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", server.port), timeout=20) as sock:
+        sock.sendall(head.encode())
+        received = sock.recv(65536)
+        while b"\r\n\r\n" not in received:
+            received += sock.recv(65536)
+        headers, _, body = received.partition(b"\r\n\r\n")
+        declared = int(re.search(rb"Content-Length: (\d+)", headers).group(1))
+        assert declared == 32 * 1024 * 1024
+        # replaced behind the server's back (no grace period can protect this)
+        s3_server.filesystem().pipe_file(f"{s3_bucket}/store/m/{path}", b"short")
+        got = len(body)
+        while chunk := sock.recv(1 << 20):  # a hang raises socket.timeout here
+            got += len(chunk)
+    assert got < declared
+
+
+def test_conditional_and_range_requests(model_server):
+    server = model_server()
+    artifacts = make_artifacts(95, extra=1_100_000)  # 4.4 MB: streamed
+    tfjsfs.save_model(artifacts, server.model_url("m"))
+    url = server.model_url("m", "model.weights.bin")
+    whole = http("GET", url)
+    assert email.utils.parsedate_to_datetime(whole.headers["last-modified"]).year > 2000
+    etag = whole.headers["etag"]
+    later = email.utils.formatdate(time.time() + 3600, usegmt=True)
+    earlier = email.utils.formatdate(time.time() - 3600, usegmt=True)
+    assert http("GET", url, headers={"If-Modified-Since": later}).status == 304
+    assert http("GET", url, headers={"If-Modified-Since": earlier}).status == 200
+    # If-None-Match wins over If-Modified-Since
+    both = http("GET", url, headers={"If-None-Match": '"other"', "If-Modified-Since": later})
+    assert both.status == 200
+    assert http("GET", url, headers={"If-None-Match": f'"x", W/{etag}'}).status == 304
+    ranged = http("GET", url, headers={"Range": "bytes=5-9", "If-Range": later})
+    assert ranged.status == 206 and ranged.body == whole.body[5:10]
+    stale = http("GET", url, headers={"Range": "bytes=5-9", "If-Range": earlier})
+    assert stale.status == 200 and stale.body == whole.body
+    assert http("GET", url, headers={"Range": "bytes=5-9", "If-Range": etag}).status == 206
+    weak = http("GET", url, headers={"Range": "bytes=5-9", "If-Range": f"W/{etag}"})
+    assert weak.status == 200  # If-Range compares strongly
+    assert http("GET", url, headers={"Range": "bytes=-0"}).status == 416
+    for ignored in ("bytes=9-5", "items=0-5", "bytes=0-1,4-5", "bytes=x-"):
+        reply = http("GET", url, headers={"Range": ignored})
+        assert reply.status == 200 and reply.body == whole.body, ignored

@@ -14,10 +14,18 @@
                                    weights (shapes, dtypes), files (JSON, or an
                                    HTML page for browsers)
 ``GET /models/{name}/model.json``  the bundle's files for ``tf.loadLayersModel``,
-``GET /models/{name}/<shard>``     with ``Range``, ``ETag``/``If-None-Match``,
-                                   ``Content-Length`` and ``Cache-Control``
-``DELETE /models/{name}``          remove the bundle (model.json first)
+``GET /models/{name}/<shard>``     with ``Range``/``If-Range``, ``ETag``/
+                                   ``If-None-Match``, ``Last-Modified``/
+                                   ``If-Modified-Since`` (as aiohttp parses
+                                   them), ``Content-Length``, ``Cache-Control``
+``DELETE /models/{name}``          remove the bundle (model.json first; its
+                                   weight files after the grace period)
 =================================  ==============================================
+
+Each file is sent from one opened handle (:meth:`ModelStore.open`): the
+declared length is that of what was opened, and a response either sends every
+byte it declared or aborts its connection (:func:`stream_range`); it never
+hangs.
 
 The handlers read the store from ``app[STORE_KEY]`` and their limits from
 ``app[CONFIG_KEY]``; :func:`add_routes` adds them to an application.
@@ -27,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import email.utils
 import hashlib
 import logging
 import posixpath
@@ -361,6 +370,10 @@ async def _send_file(
         }
         if etag:
             headers[hdrs.ETAG] = etag
+        if opened.modified is not None:
+            headers[hdrs.LAST_MODIFIED] = email.utils.formatdate(
+                opened.modified.timestamp(), usegmt=True
+            )
         if _not_modified(request, opened, etag):
             headers.pop(hdrs.CONTENT_TYPE)
             return web.Response(status=304, headers=headers)
