@@ -394,6 +394,7 @@ class ModelStore:
         self._served_tags: set[tuple[str, str | None]] = set()
         self.grace_period = max(0.0, float(grace_period))
         self._sweeps: set[asyncio.Future] = set()
+        self._writing: Counter[str] = Counter()  # folders being written (not swept meanwhile)
 
     def __repr__(self) -> str:
         return f"ModelStore({self.label!r})"
@@ -479,6 +480,9 @@ class ModelStore:
             )
         removed: list[str] = []
         for folder in folders:
+            if self._writing[folder]:
+                self._sweep_later(folder)  # its new shards are not published yet
+                continue
             try:
                 removed += await sweep_folder(self.fs, folder, self.grace_period)
             except OSError:
@@ -762,15 +766,21 @@ class ModelStore:
         def render(groups: list[WeightGroup], json_path: str) -> bytes:
             return artifacts.to_model_json(groups).dumps()
 
-        json_path, files = await write_bundle(
-            _PutLocalFiles(self.fs),
-            folder,
-            plan,
-            shard_bytes,
-            render,
-            overwrite=overwrite,
-            grace_period=self.grace_period,
-        )
+        self._writing[folder] += 1
+        try:
+            json_path, files = await write_bundle(
+                _PutLocalFiles(self.fs),
+                folder,
+                plan,
+                shard_bytes,
+                render,
+                overwrite=overwrite,
+                grace_period=self.grace_period,
+            )
+        finally:
+            self._writing[folder] -= 1
+            if not self._writing[folder]:
+                del self._writing[folder]
         self._summaries.pop(json_path, None)
         self._sweep_later(folder)
         return SaveResult(artifacts.info(), url=json_path, files=files)
