@@ -335,6 +335,14 @@ def test_a_crash_s_leftovers_are_swept_at_start(tmp_path):
     (folder / f"{RETIRED_PREFIX}2222222222222222.json").write_text(
         json.dumps({"retired": time.time(), "files": [pending.name]})
     )
+    # a bundle under another JSON name keeps the fresh-named shards it names
+    other = store / "other"
+    tfjsfs.save_model(live, other / "custom.json", shard_size=64)
+    tfjsfs.save_model(live, other / "custom.json", shard_size=64, overwrite=True)
+    other_files = sorted(os.listdir(other))
+    assert any(is_fresh_name(n) for n in other_files)
+    for name in other_files:
+        _age(other / name, 3600)
     dead_spool = spool / f"tfjsfs-upload-{_dead_pid()}-abc.bin"
     own_spool = spool / f"{spool_prefix()}def.bin"
     for path in (dead_spool, own_spool):
@@ -354,6 +362,7 @@ def test_a_crash_s_leftovers_are_swept_at_start(tmp_path):
             f"{RETIRED_PREFIX}2222222222222222.json",
         ]
     )
+    assert sorted(os.listdir(other)) == other_files
     assert sorted(os.listdir(spool)) == [own_spool.name]
     assert sweep_spools(str(spool), 0) == []  # this process's own spool is never swept
 

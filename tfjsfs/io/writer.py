@@ -174,9 +174,23 @@ async def retire_files(fs: Any, folder: str, files: Sequence[str]) -> str | None
     return record
 
 
-async def _live_paths(fs: Any, folder: str) -> set[str]:
-    json_path = posixpath.join(folder, "model.json")
-    return _safe_paths(await _existing_manifest(fs, json_path), json_path)
+async def _live_paths(fs: Any, folder: str, entries: Sequence[dict[str, Any]]) -> set[str] | None:
+    """Shard paths every JSON file of *folder* names (model.json or any other name);
+    None when one of them cannot be read as a manifest (then nothing is sure)."""
+    live: set[str] = set()
+    for entry in entries:
+        base = posixpath.basename(entry["name"].rstrip("/"))
+        if base.endswith(".json") and not base.startswith(".") and entry.get("type") == "file":
+            json_path = posixpath.join(folder, base)
+            try:
+                data = await fs._cat_file(json_path)
+                doc = ModelJSON.parse(data, json_path, require_topology=False)
+            except FileNotFoundError:
+                continue
+            except (ManifestError, UnsafePathError):
+                return None
+            live |= _safe_paths(doc, json_path)
+    return live
 
 
 async def _read_record(fs: Any, path: str) -> tuple[float, list[str]]:
@@ -199,7 +213,7 @@ async def sweep_folder(
       older than *grace_period* that neither the live model.json names nor a
       pending record lists (left by a crash).
 
-    A file the live model.json names is never removed.
+    A file that a JSON file of the folder (the live model.json) names is never removed.
 
     Returns
     -------
@@ -211,7 +225,9 @@ async def sweep_folder(
     entries = await _listing(fs, folder)
     if not entries:
         return []
-    live = await _live_paths(fs, folder)
+    live = await _live_paths(fs, folder, entries)
+    if live is None:
+        return []  # a JSON file that is no manifest may name anything: leave the folder
     protected = set(live)
     doomed: list[str] = []
     records: list[str] = []

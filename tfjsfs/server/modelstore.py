@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import datetime as _dt
 import hashlib
+import logging
 import os
 import posixpath
 import re
@@ -70,6 +71,7 @@ READ_CONCURRENCY = 16
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\\]")
 _CREDENTIALS = re.compile(r"^([A-Za-z][\w+.\-]*://)[^/@]*@")
 T = TypeVar("T")
+log = logging.getLogger("tfjsfs.server.app")
 
 
 def check_name(name: str) -> str:
@@ -485,8 +487,9 @@ class ModelStore:
                 continue
             try:
                 removed += await sweep_folder(self.fs, folder, self.grace_period)
-            except OSError:
-                continue  # the next sweep tries again
+            except Exception as exc:  # never fatal: the next sweep tries again
+                log.warning("could not sweep %s: %s", folder, exc)
+                continue
             if is_local(self.fs) and folder != self.root:
                 with contextlib.suppress(OSError):
                     await self.fs._rmdir(folder)  # only when empty
