@@ -227,7 +227,7 @@ def raw_request(port: int, head: str, body: bytes = b"", timeout: float = 30) ->
 
 
 class ServerProcess:
-    """``python -m tfjsfs.server STORE --port 0`` in a subprocess.
+    """``python -m tfjsfs.server STORE --port 0`` (``tfjsfs serve``) in a subprocess.
 
     The base URL comes from the line the server prints once it listens.
     """

@@ -37,6 +37,7 @@ import tfjsfs
 from tfjsfs import ModelArtifacts
 from tfjsfs.format import browser as tfbrowser
 from tfjsfs.server.app import create_app
+from tfjsfs.server.bridge import BRIDGE_KEY, load_stored
 
 DRIVER = JS_DIR / "browser" / "driver.js"
 ARTIFACTS_DIR = REPO_ROOT / "test-artifacts"
@@ -229,10 +230,13 @@ class BridgeServer(ThreadedApp):
 
     @web.middleware
     async def _stall(self, request: web.Request, handler):
-        response = await handler(request)
-        if not request.path.startswith("/bridge/api/weights/slow/") or response.status != 200:
-            return response
-        body = response.body
+        prefix = "/bridge/api/weights/"
+        if not request.path.startswith(prefix + "slow/"):
+            return await handler(request)
+        # the weights route streams from the store: send the same bytes by hand
+        store = request.app[BRIDGE_KEY]
+        _, artifacts = await load_stored(store, request.path.removeprefix(prefix))
+        body = bytes(memoryview(artifacts.weight_data).cast("B"))
         stream = web.StreamResponse(
             headers={"Content-Type": "application/octet-stream", "Content-Length": str(len(body))}
         )

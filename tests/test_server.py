@@ -112,7 +112,7 @@ def test_reshard_stores_converter_shards(model_server):
 
 
 def test_replace_and_create_only(model_server):
-    server = model_server()
+    server = model_server(grace_period=0)  # replaced files go at once
     first, second = make_artifacts(7), make_artifacts(8, units=6)
     url = server.model_url("m")
     assert tfjsfs.save_model(first, url).responses[0].status == 201
@@ -253,7 +253,7 @@ def test_only_bundle_files_are_served(model_server):
 
 
 def test_delete(model_server):
-    server = model_server()
+    server = model_server(grace_period=0)  # deleted files go at once
     tfjsfs.save_model(make_artifacts(15), server.model_url("outer"))
     inner = make_artifacts(16)
     tfjsfs.save_model(inner, server.model_url("outer/inner"))

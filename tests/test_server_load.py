@@ -96,7 +96,7 @@ def test_racing_replacements_never_tear(model_server, reshard):
     upload's weights exactly (never a mix of two), or, for a reader holding a
     model.json that was replaced meanwhile, a clean missing-shard error; the
     survivor is one upload, intact, with no leftover files."""
-    server = model_server(reshard=reshard)
+    server = model_server(reshard=reshard, grace_period=0)  # replaced files go at once
     base = make_artifacts(300, extra=2000)  # ~8 kB: 9 shards when resharded
     versions = [
         tfjsfs.ModelArtifacts.from_weights(

@@ -3,20 +3,33 @@
 Shards are written first and model.json last, so a reader that sees
 model.json sees a complete bundle. model.json is published atomically
 (rename on local disks, a single PUT on object stores) and create-only unless
-overwriting. When replacing a bundle, the new shards get names never used
-before (the converter's names plus a random suffix), model.json is swapped,
-then the old shards are deleted. A reader holding an old model.json therefore
-either reads its own shards or fails on a missing one; it never mixes bytes
-of two versions.
+overwriting. When the folder holds a bundle, or held one within the grace
+period (a retirement record or a file of the planned name is still there), the
+new shards get names never used before (the planned names plus a random
+version suffix), so a reader holding an old model.json never gets new bytes
+under old names. A first save to a fresh folder keeps the planned
+(converter-compatible) names.
+
+Replaced shards are either removed once model.json is swapped (no grace
+period) or *retired*: a small record ``.tfjsfs-retired-<token>.json`` naming
+them is written before model.json is published, and :func:`sweep_folder`
+removes them once the grace period is over, so a load that began before the
+swap completes with the old version. The sweep also removes what a crash
+leaves behind: fresh-named shards no model.json names and unfinished
+model.json temporaries, once they are older than the grace period; it never
+removes a file the live model.json names or a pending record lists.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import posixpath
+import re
 import secrets
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -24,14 +37,26 @@ from fsspec.callbacks import DEFAULT_CALLBACK, Callback
 from fsspec.implementations.local import LocalFileSystem
 
 from .._util.concurrency import gather_bounded
-from ..errors import BundleExistsError, ManifestError
+from .._util.entries import modified_time
+from ..errors import BundleExistsError, ManifestError, UnsafePathError
 from ..format.layouts import BundlePlan, ShardPlan
 from ..format.manifest import ModelJSON, WeightGroup
 from .location import name_in_folder
 
-__all__ = ["publish", "write_bundle"]
+__all__ = [
+    "RETIRED_PREFIX",
+    "is_fresh_name",
+    "publish",
+    "retire_files",
+    "sweep_folder",
+    "write_bundle",
+]
 
 DEFAULT_WRITE_CONCURRENCY = 8
+#: File name prefix of retirement records (files kept readable until swept).
+RETIRED_PREFIX = ".tfjsfs-retired-"
+_FRESH = re.compile(r"-v[0-9a-f]{12}(\.bin)?$")
+_PUBLISH_TMP = re.compile(r"^\..+\.[0-9a-f]{12}\.tmp$")
 
 
 def _sync_fs(fs: Any) -> Any:
@@ -54,21 +79,44 @@ async def _existing_manifest(fs: Any, json_path: str) -> ModelJSON | None:
         return ModelJSON()  # unreadable: overwrite it, keep no old shard list
 
 
-def _fresh_names(plan: BundlePlan, replacing: bool) -> BundlePlan:
-    """When *replacing* a bundle, give every shard a name never used before."""
-    if not replacing or not plan.shards:
+def is_fresh_name(path: str) -> bool:
+    """Whether *path* carries a version suffix given by :func:`write_bundle`."""
+    return bool(_FRESH.search(path))
+
+
+def _fresh_names(plan: BundlePlan) -> BundlePlan:
+    """*plan* with every shard renamed to a name never used before."""
+    if not plan.shards:
         return plan
-    token = secrets.token_hex(4)
+    token = "-v" + secrets.token_hex(6)
 
     def rename(path: str) -> str:
         stem, ext = posixpath.splitext(path)
-        return f"{stem}-{token}{ext}" if ext == ".bin" else f"{path}-{token}"
+        return f"{stem}{token}{ext}" if ext == ".bin" else f"{path}{token}"
 
     shards = tuple(ShardPlan(rename(s.path), s.group, s.start, s.end) for s in plan.shards)
     groups = tuple(
         WeightGroup(tuple(rename(p) for p in g.paths), g.weights, g.extra) for g in plan.groups
     )
     return BundlePlan(plan.json_name, groups, shards)
+
+
+async def _listing(fs: Any, folder: str) -> list[dict[str, Any]]:
+    """Entries of *folder*, fresh from the store (empty if it does not exist)."""
+    with contextlib.suppress(Exception):
+        fs.invalidate_cache(folder)
+    try:
+        return list(await fs._ls(folder, detail=True))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+async def _folder_was_used(fs: Any, folder: str, plan: BundlePlan) -> bool:
+    """Whether *folder* holds a retirement record or a file a shard of *plan* would use."""
+    names = {posixpath.basename(e["name"].rstrip("/")) for e in await _listing(fs, folder)}
+    if any(n.startswith(RETIRED_PREFIX) for n in names):
+        return True
+    return any(posixpath.basename(s.file_name) in names for s in plan.shards)
 
 
 def _safe_paths(doc: ModelJSON | None, source: str) -> set[str]:
@@ -133,6 +181,110 @@ async def _remove_quietly(fs: Any, paths: Sequence[str]) -> None:
             await fs._rm_file(path)
 
 
+async def retire_files(fs: Any, folder: str, files: Sequence[str]) -> str | None:
+    """Record that *files* (relative to *folder*) are to be removed after the grace period.
+
+    Returns the record's path (None when there is nothing to retire).
+    """
+    if not files:
+        return None
+    record = posixpath.join(folder, f"{RETIRED_PREFIX}{secrets.token_hex(8)}.json")
+    body = json.dumps({"retired": time.time(), "files": sorted(files)}).encode()
+    await fs._pipe_file(record, body)
+    return record
+
+
+async def _live_paths(fs: Any, folder: str, entries: Sequence[dict[str, Any]]) -> set[str] | None:
+    """Shard paths every JSON file of *folder* names (model.json or any other name);
+    None when one of them cannot be read as a manifest (then nothing is sure)."""
+    live: set[str] = set()
+    for entry in entries:
+        base = posixpath.basename(entry["name"].rstrip("/"))
+        if base.endswith(".json") and not base.startswith(".") and entry.get("type") == "file":
+            json_path = posixpath.join(folder, base)
+            try:
+                data = await fs._cat_file(json_path)
+                doc = ModelJSON.parse(data, json_path, require_topology=False)
+            except FileNotFoundError:
+                continue
+            except (ManifestError, UnsafePathError):
+                return None
+            live |= _safe_paths(doc, json_path)
+    return live
+
+
+async def _read_record(fs: Any, path: str) -> tuple[float, list[str]]:
+    """``(retired time, files)`` of a record; an unreadable record retires nothing."""
+    try:
+        doc = json.loads(await fs._cat_file(path))
+        files = [f for f in doc["files"] if isinstance(f, str)]
+        return float(doc["retired"]), files
+    except (ValueError, KeyError, TypeError):
+        return 0.0, []
+
+
+async def sweep_folder(
+    fs: Any, folder: str, grace_period: float, now: float | None = None
+) -> list[str]:
+    """Remove what the grace period no longer protects in one bundle *folder*.
+
+    * files listed by a retirement record older than *grace_period*, then the record;
+    * fresh-named shards (see :func:`is_fresh_name`) and model.json temporaries
+      older than *grace_period* that neither the live model.json names nor a
+      pending record lists (left by a crash).
+
+    A file that a JSON file of the folder (the live model.json) names is never removed.
+
+    Returns
+    -------
+    list of str
+        The paths removed.
+    """
+    folder = folder.rstrip("/")
+    now = time.time() if now is None else now
+    entries = await _listing(fs, folder)
+    if not entries:
+        return []
+    live = await _live_paths(fs, folder, entries)
+    if live is None:
+        return []  # a JSON file that is no manifest may name anything: leave the folder
+    protected = set(live)
+    doomed: list[str] = []
+    records: list[str] = []
+    for entry in entries:
+        base = posixpath.basename(entry["name"].rstrip("/"))
+        if not base.startswith(RETIRED_PREFIX) or entry.get("type") != "file":
+            continue
+        path = posixpath.join(folder, base)
+        retired, files = await _read_record(fs, path)
+        rel = {posixpath.normpath(f) for f in files if _inside(f)}
+        if now - retired >= grace_period:
+            doomed += [posixpath.join(folder, f) for f in sorted(rel - live)]
+            records.append(path)
+        else:
+            protected |= rel
+    for entry in entries:
+        base = posixpath.basename(entry["name"].rstrip("/"))
+        if entry.get("type") != "file" or base in protected:
+            continue
+        if not (is_fresh_name(base) or _PUBLISH_TMP.match(base)):
+            continue
+        stamp = modified_time(entry)
+        if stamp is not None and now - stamp.timestamp() >= grace_period:
+            doomed.append(posixpath.join(folder, base))
+    doomed = sorted(set(doomed))
+    await _remove_quietly(fs, doomed)
+    await _remove_quietly(fs, records)
+    with contextlib.suppress(Exception):
+        fs.invalidate_cache(folder)
+    return doomed + records
+
+
+def _inside(rel: str) -> bool:
+    norm = posixpath.normpath(rel)
+    return not (norm.startswith(("/", "../")) or norm in ("..", ".", ""))
+
+
 async def write_bundle(
     fs: Any,
     folder: str,
@@ -144,6 +296,7 @@ async def write_bundle(
     concurrency: int = DEFAULT_WRITE_CONCURRENCY,
     callback: Callback = DEFAULT_CALLBACK,
     before_publish: Callable[[Sequence[str]], Awaitable[None]] | None = None,
+    grace_period: float = 0.0,
 ) -> tuple[str, list[str]]:
     """Write a planned bundle into *folder* of the async filesystem *fs*.
 
@@ -168,6 +321,10 @@ async def write_bundle(
         Awaited with the shard paths once every shard is written and before
         model.json is published (e.g. to read them back and verify them); if
         it raises, the shards are removed and nothing is published.
+    grace_period : float
+        0 removes replaced shards once model.json is swapped; more keeps them
+        (a retirement record, written before model.json is published, names
+        them) for :func:`sweep_folder` to remove after that many seconds.
 
     Returns
     -------
@@ -180,7 +337,9 @@ async def write_bundle(
     if old is not None and not overwrite:
         raise BundleExistsError(f"{json_path} already exists (pass overwrite=True)")
     old_paths = _safe_paths(old, json_path)
-    plan = _fresh_names(plan, old is not None)
+    if old is not None or await _folder_was_used(fs, folder, plan):
+        plan = _fresh_names(plan)
+    stale = sorted(old_paths - {posixpath.normpath(s.file_name) for s in plan.shards})
     await fs._makedirs(folder, exist_ok=True)
     callback.set_size(sum(s.nbytes for s in plan.shards))
     written: list[str] = []
@@ -194,15 +353,18 @@ async def write_bundle(
         await fs._pipe_file(path, data)
         callback.relative_update(shard.nbytes)
 
+    record = None
     try:
         await gather_bounded((put(s) for s in plan.shards), concurrency)
         if before_publish is not None:
             await before_publish(list(written))
+        if grace_period > 0:
+            record = await retire_files(fs, folder, stale)
         await _publish(fs, json_path, render_json(plan.groups, json_path), overwrite)
     except BaseException:
-        await asyncio.shield(_remove_quietly(fs, written))
+        await asyncio.shield(_remove_quietly(fs, [*written, *([record] if record else [])]))
         raise
-    stale = sorted(old_paths - {posixpath.normpath(s.file_name) for s in plan.shards})
-    await _remove_quietly(fs, [posixpath.join(folder, p) for p in stale])
+    if grace_period <= 0:
+        await _remove_quietly(fs, [posixpath.join(folder, p) for p in stale])
     fs.invalidate_cache(folder)
     return json_path, [*written, json_path]

@@ -64,6 +64,7 @@ from .middleware import (
 from .modelstore import ModelStore
 from .names import without_credentials
 from .options import (
+    DEFAULT_GRACE_PERIOD,
     DEFAULT_HOST,
     DEFAULT_MAX_UPLOADS,
     DEFAULT_PORT,
@@ -72,6 +73,7 @@ from .options import (
     TOKEN_ENV,
 )
 from .routes import CONFIG_KEY, DEFAULT_MAX_UPLOAD_BYTES, STORE_KEY, ServerConfig, add_routes
+from .spools import sweep_spools
 from .upload import DEFAULT_MAX_JSON_BYTES, DEFAULT_SPOOL_MEMORY
 
 __all__ = [
@@ -117,6 +119,7 @@ def create_app(
     bridge: bool = True,
     max_uploads: int = DEFAULT_MAX_UPLOADS,
     upload_idle_timeout: float = DEFAULT_UPLOAD_IDLE_TIMEOUT,
+    grace_period: float = DEFAULT_GRACE_PERIOD,
 ) -> web.Application:
     """The model server application.
 
@@ -162,6 +165,9 @@ def create_app(
     upload_idle_timeout : float
         Seconds an upload body may send nothing before it is cut (408, the
         connection closed).
+    grace_period : float
+        Seconds replaced and deleted weight files (and a crash's leftovers)
+        stay before they are swept (see :class:`ModelStore`).
 
     Returns
     -------
@@ -175,7 +181,9 @@ def create_app(
     if isinstance(store_url, ModelStore):
         store = store_url
     else:
-        store = ModelStore(os.fspath(store_url), storage_options, reshard=reshard)
+        store = ModelStore(
+            os.fspath(store_url), storage_options, reshard=reshard, grace_period=grace_period
+        )
     access = AccessPolicy.build(allowed_origins, allowed_hosts, host)
     app = web.Application(
         middlewares=[
@@ -196,10 +204,21 @@ def create_app(
         token, read_token, max_upload_bytes, max_json_bytes, spool_memory, spool_dir
     )
 
+    later: list[asyncio.TimerHandle] = []
+
     async def prepare(app: web.Application) -> None:
         await store.prepare()
+        sweep_spools(spool_dir, store.grace_period)  # a crash's leftovers, now and later
+        loop = asyncio.get_running_loop()
+        later.append(loop.call_later(store.grace_period, sweep_spools, spool_dir, 0.0))
+
+    async def cleanup(app: web.Application) -> None:
+        for handle in later:
+            handle.cancel()
+        await store.close()
 
     app.on_startup.append(prepare)
+    app.on_cleanup.append(cleanup)
     add_routes(app)
     if access.origins is None or access.origins:
         _setup_cors(app, access.origins)

@@ -9,10 +9,13 @@
 ``GET  {prefix}/api/models``               ``{"store", "models": [{name, info}]}``
 ``GET  {prefix}/api/models/{name}``        ``{name, version, modelArtifacts (no
                                            weightData), weightDataBytes, weightsUrl}``
-``GET  {prefix}/api/weights/{name}?v=...`` the concatenated weight data (binary)
+``GET  {prefix}/api/weights/{name}?v=...`` the concatenated weight data (binary,
+                                           streamed from the weight files)
 ``POST {prefix}/api/models/{name}``        receive a browser model: TF.js's upload
                                            form (``model.json`` + ``model.weights.bin``);
                                            ``?overwrite=1`` replaces an existing one
+                                           (spooled and limited as the server's
+                                           uploads: ``--spool-dir``, JSON limit)
 =========================================  =========================================
 
 The page's script reads and writes TF.js's ``localstorage://`` and
@@ -37,19 +40,27 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from aiohttp import web
+from aiohttp import hdrs, web
 
-from ..errors import BundleExistsError, ModelChangedError
+from ..errors import BundleExistsError, ModelChangedError, SizeMismatch
 from ..format.artifacts import ModelArtifacts
 from ..format.browser import artifacts_to_json
 from ..format.manifest import ModelJSON
 from ..model.api import load_model_async
 from .middleware import json_error, json_errors, public
-from .modelstore import MODEL_JSON, ModelStore, check_name
+from .modelstore import MODEL_JSON, ModelStore, OpenedFile, check_name
 from .names import store_name
+from .routes import CONFIG_KEY, ServerConfig, stream_range
 from .upload import expected_weight_bytes, read_upload
 
-__all__ = ["BRIDGE_KEY", "StoredModel", "load_stored", "read_stored", "setup_bridge"]
+__all__ = [
+    "BRIDGE_KEY",
+    "StoredModel",
+    "load_stored",
+    "read_stored",
+    "send_weights",
+    "setup_bridge",
+]
 
 #: Default limit on a pushed model's size (bytes of the whole request).
 DEFAULT_MAX_UPLOAD = 2 * 1024**3
@@ -77,7 +88,72 @@ async def read_stored(store: ModelStore, name: str) -> StoredModel:
     """
     data = await store.model_json(name)
     version = hashlib.sha256(data).hexdigest()[:20]
-    return StoredModel(name, ModelJSON.parse(data, f"{name}/{MODEL_JSON}"), version)
+    stored = StoredModel(name, ModelJSON.parse(data, f"{name}/{MODEL_JSON}"), version)
+    store.served(name, data)  # its weight files stay servable through the grace period
+    return stored
+
+
+async def send_weights(
+    request: web.Request, store: ModelStore, name: str, version: str | None = None
+) -> web.StreamResponse:
+    """Stream model *name*'s weight data: its weight files in manifest order.
+
+    Each file is opened once and streamed in chunks, so the model is never
+    held in memory. The files are those of one model.json (the grace period
+    keeps them while a newer version is published), so the bytes are of one
+    version; if one cannot be read to its end, the connection is aborted.
+
+    Parameters
+    ----------
+    request : aiohttp.web.Request
+    store : ModelStore
+    name : str
+    version : str, optional
+        The version the client expects (409 ``changed`` if it is not the current one).
+
+    Raises
+    ------
+    ModelNotFoundError
+    ModelChangedError
+    SizeMismatch
+        The weight files do not hold the bytes the manifest declares.
+    """
+    stored = await read_stored(store, name)
+    if version and version != stored.version:
+        raise ModelChangedError(
+            f"model {name!r} changed in the store while it was being pulled; pull again"
+        )
+    files: list[OpenedFile] = []
+    paths = store.weight_files(name, stored.doc)
+    try:
+        for path in paths:
+            files.append(await store.open(name, path))
+        total = sum(f.size for f in files)
+        expected = expected_weight_bytes(stored.doc)
+        if expected is not None and total != expected:
+            raise SizeMismatch(
+                f"model {name!r}: its weight files ({', '.join(paths)}) hold {total} "
+                f"bytes, but {name}/{MODEL_JSON} declares {expected} bytes of weights",
+                f"{name}/{MODEL_JSON}",
+                expected,
+                total,
+            )
+        response = web.StreamResponse(
+            headers={
+                hdrs.CONTENT_TYPE: "application/octet-stream",
+                "X-Tfjsfs-Model-Version": stored.version,
+            }
+        )
+        response.content_length = total
+        await response.prepare(request)
+        for opened in files:
+            if not await stream_range(request, response, opened, 0, opened.size):
+                return response
+        await response.write_eof()
+        return response
+    finally:
+        for opened in files:
+            opened.close()
 
 
 async def load_stored(store: ModelStore, name: str) -> tuple[StoredModel, ModelArtifacts]:
@@ -221,18 +297,9 @@ def setup_bridge(
         )
 
     @json_errors
-    async def get_weights(request: web.Request) -> web.Response:
-        name = request.match_info["name"]
-        stored, artifacts = await load_stored(models, name)
-        wanted = request.query.get("v")
-        if wanted and wanted != stored.version:
-            raise ModelChangedError(
-                f"model {name!r} changed in the store while it was being pulled; pull again"
-            )
-        return web.Response(
-            body=bytes(artifacts.weight_data),
-            content_type="application/octet-stream",
-            headers={"X-Tfjsfs-Model-Version": stored.version},
+    async def get_weights(request: web.Request) -> web.StreamResponse:
+        return await send_weights(
+            request, models, request.match_info["name"], request.query.get("v")
         )
 
     @json_errors
@@ -247,7 +314,16 @@ def setup_bridge(
                 await result
         name = check_name(request.match_info["name"])
         overwrite = _flag(request.query.get("overwrite"))
-        with await read_upload(request.headers, request.content, max_bytes=max_upload_bytes) as up:
+        config = request.app.get(CONFIG_KEY) or ServerConfig()  # the server's spool and limits
+        upload = await read_upload(
+            request.headers,
+            request.content,
+            max_bytes=max_upload_bytes,
+            max_json_bytes=config.max_json_bytes,
+            spool_memory=config.spool_memory,
+            spool_dir=config.spool_dir,
+        )
+        with upload as up:
             artifacts = up.artifacts
             try:
                 result = await models.save(

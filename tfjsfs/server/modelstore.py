@@ -5,8 +5,14 @@ bundle lives in ``<store>/<name>/`` as ``model.json`` plus its weight files.
 Names are checked before any path is built, so no name can leave the store.
 
 Writes go through :func:`tfjsfs.io.writer.write_bundle` (shards first,
-model.json last, create-only unless replacing, fresh shard names when
-replacing), under a per-name lock so two uploads to one name take turns.
+model.json last, create-only unless replacing, fresh shard names whenever the
+name held a bundle within the grace period), under a per-name lock so two
+uploads to one name take turns. Replaced and deleted weight files stay
+readable for ``grace_period`` seconds, so a load that began before the swap
+completes with the old version; :meth:`ModelStore.sweep` removes them after
+it, and at start removes what a crash left (see
+:func:`tfjsfs.io.writer.sweep_folder`). Files are served from one opened
+handle (:meth:`ModelStore.open`), so a response's length is what was opened.
 Every filesystem call runs on fsspec's I/O loop, so the store can be used
 from any event loop (the server's) with the process-wide fsspec instances.
 """
@@ -16,7 +22,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as _dt
+import hashlib
+import logging
+import os
 import posixpath
+import stat
 import weakref
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping
@@ -26,20 +36,30 @@ from typing import Any, TypeVar
 from fsspec.asyn import get_loop
 
 from .._util.concurrency import gather_bounded
-from .._util.entries import modified_time, version_key
-from ..errors import ManifestError, ModelNotFoundError, UnsafePathError
+from .._util.entries import entity_tag, modified_time, version_key
+from ..errors import ManifestError, ModelNotFoundError, TransferError, UnsafePathError
 from ..format.artifacts import ModelArtifacts, ModelArtifactsInfo, SaveResult
 from ..format.layouts import DEFAULT_SHARD_SIZE, MODEL_JSON, ShardPlan, plan_bundle
 from ..format.manifest import ModelJSON, WeightGroup
 from ..io.location import name_in_folder
 from ..io.resolve import resolve
-from ..io.writer import is_local, write_bundle
+from ..io.writer import (
+    RETIRED_PREFIX,
+    is_fresh_name,
+    is_local,
+    retire_files,
+    sweep_folder,
+    write_bundle,
+)
 from .names import check_name, without_credentials
+from .options import DEFAULT_GRACE_PERIOD
 
 __all__ = [
+    "DEFAULT_GRACE_PERIOD",
     "MODEL_JSON",
     "BundleSummary",
     "ModelStore",
+    "OpenedFile",
     "check_name",
     "topology_summary",
     "without_credentials",
@@ -47,6 +67,7 @@ __all__ = [
 
 READ_CONCURRENCY = 16
 T = TypeVar("T")
+log = logging.getLogger("tfjsfs.server.app")
 
 
 def topology_summary(doc: ModelJSON) -> dict[str, Any]:
@@ -198,6 +219,93 @@ class _PutLocalFiles:
         return await self._fs._pipe_file(path, data, **kwargs)
 
 
+class OpenedFile:
+    """One bundle file, opened once: its size and tag describe the bytes it reads.
+
+    A local file is read through one open descriptor, so a file replaced or
+    deleted meanwhile still reads as it was opened. On other stores the size
+    and tag come from one ``info`` call and ranges are read from that object;
+    a range that comes back short raises :class:`~tfjsfs.errors.TransferError`
+    (the object changed: the caller must abort its response, never pad it).
+
+    Attributes
+    ----------
+    path : str
+        Inner path.
+    size : int
+    etag : str or None
+        A strong ETag (from the backend's tag, or the mtime and size).
+    modified : datetime or None
+    """
+
+    def __init__(
+        self,
+        store: ModelStore,
+        path: str,
+        info: Mapping[str, Any],
+        fd: int | None = None,
+    ):
+        self._store = store
+        self._fd = fd
+        self.path = path
+        self.size = int(info.get("size") or 0)
+        self.etag = entity_tag(info)
+        self.modified = modified_time(info)
+
+    async def read(self, start: int, end: int) -> bytes:
+        """Bytes ``[start, end)``: exactly ``end - start`` of them, or ``TransferError``."""
+        if self._fd is not None:
+            data = await asyncio.to_thread(_pread, self._fd, start, end)
+        else:
+            data = await self._store.read(self.path, start, end)
+        if len(data) != end - start:
+            raise TransferError(
+                f"{self.path} changed while being read: expected {end - start} bytes "
+                f"at {start} of {self.size}, got {len(data)}"
+            )
+        return data
+
+    async def read_all(self) -> bytes:
+        """The whole file as opened (on object stores: as it is now, whatever its length)."""
+        if self._fd is not None:
+            return await asyncio.to_thread(_pread, self._fd, 0, self.size)
+        return await self._store.read(self.path, None, None)
+
+    def close(self) -> None:
+        """Release the descriptor (idempotent)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> OpenedFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _pread(fd: int, start: int, end: int) -> bytes:
+    parts = []
+    pos = start
+    while pos < end:
+        chunk = os.pread(fd, end - pos, pos)
+        if not chunk:
+            break
+        parts.append(chunk)
+        pos += len(chunk)
+    return b"".join(parts)
+
+
+def _open_local(path: str) -> tuple[int, dict[str, Any]]:
+    """Open a local regular file; its fstat as an fsspec-like info dict."""
+    fd = os.open(path, os.O_RDONLY)
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise IsADirectoryError(path)
+    return fd, {"name": path, "size": st.st_size, "mtime": st.st_mtime, "type": "file"}
+
+
 class ModelStore:
     """Bundles under one fsspec URL.
 
@@ -212,6 +320,10 @@ class ModelStore:
         False stores uploads as received (``model.json`` +
         ``model.weights.bin``); True re-shards them to the converter's layout
         (``group1-shard1ofN.bin``, 4,194,304 bytes); an int is the shard size.
+    grace_period : float
+        Seconds replaced and deleted weight files stay readable (so loads
+        that began before the swap complete with the old version); 0 removes
+        them at once.
     """
 
     def __init__(
@@ -220,6 +332,7 @@ class ModelStore:
         storage_options: Mapping[str, Any] | None = None,
         *,
         reshard: bool | int = False,
+        grace_period: float = DEFAULT_GRACE_PERIOD,
     ):
         self.url = str(url)
         self.storage_options = dict(storage_options or {})
@@ -233,7 +346,11 @@ class ModelStore:
             self.shard_size = int(reshard)
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._summaries: dict[str, tuple[tuple, BundleSummary]] = {}
-        self._served: dict[str, set[str]] = {}  # weight files a model.json has named
+        self._served: dict[str, set[str]] = {}  # weight files a served model.json named
+        self._served_tags: set[tuple[str, str | None]] = set()
+        self.grace_period = max(0.0, float(grace_period))
+        self._sweeps: set[asyncio.Future] = set()
+        self._writing: Counter[str] = Counter()  # folders being written (not swept meanwhile)
 
     def __repr__(self) -> str:
         return f"ModelStore({self.label!r})"
@@ -285,10 +402,81 @@ class ModelStore:
         async with lock:
             yield
 
-    async def prepare(self) -> None:
-        """Create the store folder when the backend has real folders (local)."""
+    async def prepare(self) -> list[str]:
+        """Get the store ready to serve: create its folder (local stores) and sweep it.
+
+        The sweep removes retired files whose grace period is over and what
+        a crash left behind (see :meth:`sweep`); one more sweep follows after
+        the grace period. Returns the paths removed.
+        """
         if is_local(self.fs):
             await self.io(self.fs._makedirs(self.root, exist_ok=True))
+        return await self.io(self._start_sweeps())
+
+    async def _start_sweeps(self) -> list[str]:
+        removed = await self._sweep()
+        self._sweep_later(None)
+        return removed
+
+    async def sweep(self) -> list[str]:
+        """Remove, everywhere in the store, what the grace period no longer protects.
+
+        See :func:`tfjsfs.io.writer.sweep_folder`; files a live model.json
+        names are never removed. Returns the paths removed.
+        """
+        return await self.io(self._sweep())
+
+    async def _sweep(self, folders: list[str] | None = None) -> list[str]:
+        if folders is None:
+            try:
+                found = await self.fs._find(self.root, withdirs=False, detail=False)
+            except (FileNotFoundError, NotADirectoryError):
+                found = []
+            folders = sorted(
+                {
+                    posixpath.dirname(p)
+                    for p in found
+                    if posixpath.basename(p).startswith((RETIRED_PREFIX, "."))
+                    or is_fresh_name(posixpath.basename(p))
+                }
+            )
+        removed: list[str] = []
+        for folder in folders:
+            if self._writing[folder]:
+                self._sweep_later(folder)  # its new shards are not published yet
+                continue
+            try:
+                removed += await sweep_folder(self.fs, folder, self.grace_period)
+            except Exception as exc:  # never fatal: the next sweep tries again
+                log.warning("could not sweep %s: %s", folder, exc)
+                continue
+            if is_local(self.fs) and folder != self.root:
+                with contextlib.suppress(OSError):
+                    await self.fs._rmdir(folder)  # only when empty
+            self._summaries.pop(posixpath.join(folder, MODEL_JSON), None)
+        return removed
+
+    def _sweep_later(self, folder: str | None) -> None:
+        """Sweep *folder* (None: the whole store) once the grace period is over."""
+        if self.grace_period <= 0:
+            return
+
+        async def later() -> None:
+            await asyncio.sleep(self.grace_period + 0.01)
+            await self._sweep(None if folder is None else [folder])
+
+        task = asyncio.ensure_future(later())
+        self._sweeps.add(task)
+        task.add_done_callback(self._sweeps.discard)
+
+    async def close(self) -> None:
+        """Cancel pending sweeps (the next start sweeps what they would have)."""
+
+        async def cancel() -> None:
+            for task in list(self._sweeps):
+                task.cancel()
+
+        await self.io(cancel())
 
     # ------------------------------------------------------------- reading
 
@@ -417,11 +605,12 @@ class ModelStore:
         check_name(name)
         return await self.io(self._describe(name))
 
-    async def _file(self, name: str, file: str) -> tuple[str, dict[str, Any]]:
+    async def _check_file(self, name: str, file: str) -> str:
+        """Inner path of *file* if it is model.json or a weight file some model.json named."""
         json_path = self.json_path(name)
         if file != MODEL_JSON and file not in self._served.get(json_path, ()):
             # a file is served only if some model.json of the bundle named it;
-            # whether it still exists is up to the store (checked below)
+            # whether it still exists is up to the store (checked when opened)
             try:
                 info = await self.fs._info(json_path)
             except FileNotFoundError:
@@ -431,14 +620,59 @@ class ModelStore:
             self._served.setdefault(json_path, set()).update(names)
             if file not in names:
                 raise ModelNotFoundError(f"model {name!r} has no weight file {file!r}")
-        path = posixpath.join(self.folder(name), file)
+        return posixpath.join(self.folder(name), file)
+
+    def weight_files(self, name: str, doc: ModelJSON) -> list[str]:
+        """The weight files *doc* (bundle *name*'s model.json) names, in manifest order,
+        relative to the bundle folder."""
+        json_path = self.json_path(name)
+        return self._shard_paths(BundleSummary(name, json_path, 0, None, doc))
+
+    def served(self, name: str, data: bytes) -> None:
+        """Note that model.json *data* of bundle *name* was sent to a client.
+
+        The weight files it names stay servable (while they exist: the grace
+        period keeps replaced ones), so a reader holding it can finish its load.
+        """
+        json_path = self.json_path(name)
+        key = (json_path, hashlib.blake2b(data, digest_size=16).hexdigest())
+        if key in self._served_tags:
+            return
         try:
+            doc = ModelJSON.parse(data, f"{name}/{MODEL_JSON}", require_topology=False)
+        except (ManifestError, UnsafePathError):
+            return
+        self._served.setdefault(json_path, set()).update(self.weight_files(name, doc))
+        self._served_tags.add(key)
+
+    async def _open(self, name: str, file: str) -> OpenedFile:
+        path = await self._check_file(name, file)
+        try:
+            if is_local(self.fs):
+                fd, info = await asyncio.to_thread(_open_local, path)
+                return OpenedFile(self, path, info, fd)
             info = await self.fs._info(path)
-        except FileNotFoundError:
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             raise ModelNotFoundError(f"model {name!r} has no file {file!r}") from None
         if info.get("type") != "file":
             raise ModelNotFoundError(f"model {name!r} has no file {file!r}")
-        return path, dict(info)
+        return OpenedFile(self, path, info)
+
+    async def open(self, name: str, file: str) -> OpenedFile:
+        """Open a bundle file (model.json or a weight file a model.json named).
+
+        Returns
+        -------
+        OpenedFile
+            Close it when done (it is a context manager).
+
+        Raises
+        ------
+        ModelNotFoundError
+            No such bundle, or *file* is not one of its files.
+        """
+        check_name(name)
+        return await self.io(self._open(name, file))
 
     async def file(self, name: str, file: str) -> tuple[str, dict[str, Any]]:
         """Inner path and fsspec info of a bundle file (model.json or a listed shard).
@@ -448,8 +682,8 @@ class ModelStore:
         ModelNotFoundError
             No such bundle, or *file* is not one of its files.
         """
-        check_name(name)
-        return await self.io(self._file(name, file))
+        with await self.open(name, file) as opened:
+            return opened.path, {"name": opened.path, "size": opened.size, "type": "file"}
 
     async def model_json(self, name: str) -> bytes:
         """The bytes of bundle *name*'s model.json.
@@ -493,10 +727,23 @@ class ModelStore:
         def render(groups: list[WeightGroup], json_path: str) -> bytes:
             return artifacts.to_model_json(groups).dumps()
 
-        json_path, files = await write_bundle(
-            _PutLocalFiles(self.fs), folder, plan, shard_bytes, render, overwrite=overwrite
-        )
+        self._writing[folder] += 1
+        try:
+            json_path, files = await write_bundle(
+                _PutLocalFiles(self.fs),
+                folder,
+                plan,
+                shard_bytes,
+                render,
+                overwrite=overwrite,
+                grace_period=self.grace_period,
+            )
+        finally:
+            self._writing[folder] -= 1
+            if not self._writing[folder]:
+                del self._writing[folder]
         self._summaries.pop(json_path, None)
+        self._sweep_later(folder)
         return SaveResult(artifacts.info(), url=json_path, files=files)
 
     async def save(
@@ -526,15 +773,22 @@ class ModelStore:
 
     async def _delete(self, name: str) -> BundleSummary:
         summary = await self._describe(name)
-        await self.fs._rm_file(summary.json_path)  # the bundle is gone from here on
         folder = self.folder(name)
-        for path in self._shard_paths(summary):
-            with contextlib.suppress(FileNotFoundError):
-                await self.fs._rm_file(posixpath.join(folder, path))
+        shards = self._shard_paths(summary)
+        if self.grace_period > 0:
+            # recorded before model.json goes, so a crash leaves nothing unswept
+            await retire_files(self.fs, folder, shards)
+        await self.fs._rm_file(summary.json_path)  # the bundle is gone from here on
+        if self.grace_period <= 0:
+            for path in shards:
+                with contextlib.suppress(FileNotFoundError):
+                    await self.fs._rm_file(posixpath.join(folder, path))
         self._summaries.pop(summary.json_path, None)
         with contextlib.suppress(Exception):
             self.fs.invalidate_cache(folder)
-        if is_local(self.fs):
+        if self.grace_period > 0:
+            self._sweep_later(folder)
+        elif is_local(self.fs):
             with contextlib.suppress(OSError):
                 await self.fs._rmdir(folder)  # only when empty
         return summary
@@ -542,7 +796,8 @@ class ModelStore:
     async def delete(self, name: str) -> BundleSummary:
         """Remove bundle *name*: model.json first, then its weight files.
 
-        Only the bundle's own files go; other files and nested bundles stay.
+        The weight files go at once without a grace period, else once it is
+        over. Only the bundle's own files go; other files and nested bundles stay.
         """
         check_name(name)
         async with self.lock(name):

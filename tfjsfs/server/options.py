@@ -22,6 +22,7 @@ from .._util.options import parse_size
 from ..errors import CLIError
 
 __all__ = [
+    "DEFAULT_GRACE_PERIOD",
     "DEFAULT_HOST",
     "DEFAULT_MAX_UPLOADS",
     "DEFAULT_PORT",
@@ -42,6 +43,8 @@ DEFAULT_SHUTDOWN_TIMEOUT = 60.0
 DEFAULT_MAX_UPLOADS = 64
 #: Seconds an upload body may stay silent before its connection is closed.
 DEFAULT_UPLOAD_IDLE_TIMEOUT = 30.0
+#: Seconds replaced and deleted weight files stay readable (as ModelStore's default).
+DEFAULT_GRACE_PERIOD = 60.0
 #: Environment variable holding the write token.
 TOKEN_ENV = "TFJSFS_TOKEN"
 #: Environment variable holding the read token.
@@ -149,6 +152,14 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
         f"(default {DEFAULT_UPLOAD_IDLE_TIMEOUT:g}; 1 s once shutting down)",
     )
     p.add_argument(
+        "--grace-period",
+        type=float,
+        default=DEFAULT_GRACE_PERIOD,
+        metavar="SECONDS",
+        help="how long replaced and deleted weight files stay readable, so loads that "
+        f"began before the change complete (default {DEFAULT_GRACE_PERIOD:g})",
+    )
+    p.add_argument(
         "--shutdown-timeout",
         type=float,
         default=DEFAULT_SHUTDOWN_TIMEOUT,
@@ -215,6 +226,7 @@ def serve_options(
         "shutdown_timeout": args.shutdown_timeout,
         "max_uploads": args.max_uploads,
         "upload_idle_timeout": args.upload_idle_timeout,
+        "grace_period": args.grace_period,
     }
     if args.max_upload_bytes is not None:
         options["max_upload_bytes"] = args.max_upload_bytes

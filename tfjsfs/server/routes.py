@@ -14,10 +14,18 @@
                                    weights (shapes, dtypes), files (JSON, or an
                                    HTML page for browsers)
 ``GET /models/{name}/model.json``  the bundle's files for ``tf.loadLayersModel``,
-``GET /models/{name}/<shard>``     with ``Range``, ``ETag``/``If-None-Match``,
-                                   ``Content-Length`` and ``Cache-Control``
-``DELETE /models/{name}``          remove the bundle (model.json first)
+``GET /models/{name}/<shard>``     with ``Range``/``If-Range``, ``ETag``/
+                                   ``If-None-Match``, ``Last-Modified``/
+                                   ``If-Modified-Since`` (as aiohttp parses
+                                   them), ``Content-Length``, ``Cache-Control``
+``DELETE /models/{name}``          remove the bundle (model.json first; its
+                                   weight files after the grace period)
 =================================  ==============================================
+
+Each file is sent from one opened handle (:meth:`ModelStore.open`): the
+declared length is that of what was opened, and a response either sends every
+byte it declared or aborts its connection (:func:`stream_range`); it never
+hangs.
 
 The handlers read the store from ``app[STORE_KEY]`` and their limits from
 ``app[CONFIG_KEY]``; :func:`add_routes` adds them to an application.
@@ -27,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import email.utils
 import hashlib
 import logging
 import posixpath
@@ -35,11 +44,17 @@ from typing import Any
 
 from aiohttp import hdrs, web
 
-from .._util.entries import entity_tag
-from ..errors import BundleExistsError, ModelNotFoundError, TransferError, UnsafePathError
+from ..errors import BundleExistsError, ModelNotFoundError, UnsafePathError
 from .access import server_origin
 from .middleware import json_error, public
-from .modelstore import MODEL_JSON, BundleSummary, ModelStore, check_name, topology_summary
+from .modelstore import (
+    MODEL_JSON,
+    BundleSummary,
+    ModelStore,
+    OpenedFile,
+    check_name,
+    topology_summary,
+)
 from .names import store_name
 from .pages import index_html, model_html, page, quote_name
 from .upload import DEFAULT_MAX_JSON_BYTES, DEFAULT_SPOOL_MEMORY, read_upload
@@ -49,9 +64,10 @@ __all__ = [
     "DEFAULT_MAX_UPLOAD_BYTES",
     "STORE_KEY",
     "ServerConfig",
+    "abort",
     "add_routes",
-    "byte_range",
     "content_tag",
+    "stream_range",
 ]
 
 #: Largest upload accepted by default (TF.js itself cannot build larger bodies).
@@ -260,44 +276,72 @@ def add_routes(app: web.Application) -> None:
 # ------------------------------------------------------------------- files
 
 
-def _etag_matches(header: str, etag: str) -> bool:
-    if header.strip() == "*":
+def _opaque(etag: str) -> str:
+    return etag.removeprefix("W/").strip('"')
+
+
+def _not_modified(request: web.Request, opened: OpenedFile, etag: str | None) -> bool:
+    """``If-None-Match`` (weak comparison), else ``If-Modified-Since``."""
+    tags = request.if_none_match
+    if tags is not None:
+        return etag is not None and any(t.value == "*" or t.value == _opaque(etag) for t in tags)
+    since = request.if_modified_since
+    return (
+        since is not None
+        and opened.modified is not None
+        and (int(opened.modified.timestamp()) <= since.timestamp())
+    )
+
+
+def _range_applies(request: web.Request, opened: OpenedFile, etag: str | None) -> bool:
+    """Whether ``If-Range`` (an ETag, strong comparison, or a date) lets ``Range`` apply."""
+    header = request.headers.get(hdrs.IF_RANGE)
+    if header is None:
         return True
-    opaque = etag.removeprefix("W/")
-    return any(t.strip().removeprefix("W/") == opaque for t in header.split(","))
+    header = header.strip()
+    if header.startswith(('"', "W/")):
+        return etag is not None and not header.startswith("W/") and header == etag
+    since = request.if_range
+    return (
+        since is not None
+        and opened.modified is not None
+        and (int(opened.modified.timestamp()) <= since.timestamp())
+    )
 
 
-def byte_range(header: str, size: int) -> tuple[int, int] | str | None:
-    """Parse a ``Range`` header for a file of *size* bytes.
+def _byte_range(request: web.Request, size: int) -> tuple[int, int] | None:
+    """The one satisfiable byte range asked for (end exclusive), None for the whole file.
 
-    Returns
-    -------
-    (int, int), "unsatisfiable" or None
-        ``(start, end)`` (end exclusive) for one satisfiable byte range;
-        ``"unsatisfiable"`` for a range past the end; None when the header
-        should be ignored (other units, several ranges, malformed).
+    Uses aiohttp's parse of ``Range`` (``request.http_range``); a header it
+    cannot parse (other units, several ranges, malformed) is ignored.
+
+    Raises
+    ------
+    RangeNotSatisfiable
     """
-    unit, _, spec = header.partition("=")
-    if unit.strip().lower() != "bytes" or "," in spec:
-        return None
-    first, dash, last = spec.strip().partition("-")
-    if not dash:
+    if hdrs.RANGE not in request.headers:
         return None
     try:
-        if not first:
-            count = int(last)
-            if count <= 0 or not size:
-                return "unsatisfiable"
-            return max(0, size - count), size
-        start = int(first)
-        stop = int(last) + 1 if last else size
+        wanted = request.http_range
     except ValueError:
         return None
-    if start < 0 or (last and stop <= start):
-        return None
+    start, stop = wanted.start, wanted.stop
+    suffix = request.headers[hdrs.RANGE].partition("=")[2].strip().startswith("-")
+    if suffix:
+        if start == 0 or not size:  # "bytes=-0", or any suffix of an empty file
+            raise RangeNotSatisfiable(size)
+        return max(0, size + start), size
     if start >= size:
-        return "unsatisfiable"
-    return start, min(stop, size)
+        raise RangeNotSatisfiable(size)
+    return start, size if stop is None else min(stop, size)
+
+
+class RangeNotSatisfiable(Exception):
+    """A ``Range`` past the end of a file of ``size`` bytes."""
+
+    def __init__(self, size: int):
+        super().__init__(size)
+        self.size = size
 
 
 def content_tag(data: bytes) -> str:
@@ -308,84 +352,105 @@ def content_tag(data: bytes) -> str:
 async def _send_file(
     request: web.Request, store: ModelStore, name: str, file: str
 ) -> web.StreamResponse:
-    path, info = await store.file(name, file)
-    size = int(info.get("size") or 0)
-    content = None
-    if size <= STREAM_CHUNK:
-        # small files (model.json) are read whole: size and tag match what is sent
-        # even when the file is replaced meanwhile
-        content = await store.read(path, None, None)
-        size = len(content)
-        etag = content_tag(content)
-    else:
-        etag = entity_tag(info)
-    headers = {
-        hdrs.CACHE_CONTROL: CACHE_CONTROL,
-        hdrs.ACCEPT_RANGES: "bytes",
-        hdrs.CONTENT_TYPE: "application/json"
-        if file.endswith(".json")
-        else "application/octet-stream",
-    }
-    if etag:
-        headers[hdrs.ETAG] = etag
-    inm = request.headers.get(hdrs.IF_NONE_MATCH)
-    if etag and inm and _etag_matches(inm, etag):
-        headers.pop(hdrs.CONTENT_TYPE)
-        return web.Response(status=304, headers=headers)
-    start, end, status = 0, size, 200
-    rng = request.headers.get(hdrs.RANGE)
-    if_range = request.headers.get(hdrs.IF_RANGE)
-    if rng and (if_range is None or (etag is not None and if_range.strip() == etag)):
-        parsed = byte_range(rng, size)
-        if parsed == "unsatisfiable":
+    """Send a bundle file from one opened handle: every declared byte, or an aborted connection."""
+    with await store.open(name, file) as opened:
+        content = None
+        if file == MODEL_JSON or opened.size <= STREAM_CHUNK:
+            # small files (model.json) are read whole: size and tag are those of what is sent
+            content = await opened.read_all()
+            size, etag = len(content), content_tag(content)
+            if file == MODEL_JSON:
+                store.served(name, content)
+        else:
+            size, etag = opened.size, opened.etag
+        headers = {
+            hdrs.CACHE_CONTROL: CACHE_CONTROL,
+            hdrs.ACCEPT_RANGES: "bytes",
+            hdrs.CONTENT_TYPE: "application/json"
+            if file.endswith(".json")
+            else "application/octet-stream",
+        }
+        if etag:
+            headers[hdrs.ETAG] = etag
+        if opened.modified is not None:
+            headers[hdrs.LAST_MODIFIED] = email.utils.formatdate(
+                opened.modified.timestamp(), usegmt=True
+            )
+        if _not_modified(request, opened, etag):
+            headers.pop(hdrs.CONTENT_TYPE)
+            return web.Response(status=304, headers=headers)
+        start, end, status = 0, size, 200
+        try:
+            wanted = _byte_range(request, size) if _range_applies(request, opened, etag) else None
+        except RangeNotSatisfiable:
             return json_error(
                 416,
-                f"range {rng!r} is outside {file} ({size} bytes)",
+                f"range {request.headers[hdrs.RANGE]!r} is outside {file} ({size} bytes)",
                 "range-not-satisfiable",
                 {hdrs.CONTENT_RANGE: f"bytes */{size}"},
             )
-        if parsed is not None:
-            start, end = parsed
+        if wanted is not None:
+            start, end = wanted
             status = 206
             headers[hdrs.CONTENT_RANGE] = f"bytes {start}-{end - 1}/{size}"
-    response = web.StreamResponse(status=status, headers=headers)
-    response.content_length = end - start
-    await response.prepare(request)
-    if request.method == hdrs.METH_HEAD or end == start:
-        await response.write_eof()
-    elif content is not None:
-        await response.write(content[start:end])
-        await response.write_eof()
-    else:
-        await _stream(response, store, path, start, end)
-    return response
+        response = web.StreamResponse(status=status, headers=headers)
+        response.content_length = end - start
+        await response.prepare(request)
+        if request.method == hdrs.METH_HEAD or end == start:
+            await response.write_eof()
+        elif content is not None:
+            await response.write(content[start:end])
+            await response.write_eof()
+        elif await stream_range(request, response, opened, start, end):
+            await response.write_eof()
+        return response
 
 
-async def _stream(
-    response: web.StreamResponse, store: ModelStore, path: str, start: int, end: int
-) -> None:
-    """Send bytes ``[start, end)`` of *path*, reading the next chunk while writing."""
+async def stream_range(
+    request: web.Request, response: web.StreamResponse, opened: OpenedFile, start: int, end: int
+) -> bool:
+    """Write bytes ``[start, end)`` of *opened* to the prepared *response*.
+
+    The next chunk is read while one is written. If a chunk cannot be read,
+    the connection is aborted at once (False is returned): the client sees a
+    broken response, never a short or hanging one. The caller writes the EOF.
+    """
 
     def read(pos: int) -> asyncio.Future:
-        return asyncio.ensure_future(store.read(path, pos, min(end, pos + STREAM_CHUNK)))
+        return asyncio.ensure_future(opened.read(pos, min(end, pos + STREAM_CHUNK)))
 
     pos = start
-    pending: asyncio.Future | None = read(pos)
+    pending: asyncio.Future | None = read(pos) if start < end else None
     try:
         while pending is not None:
             data = await pending
-            want = min(end, pos + STREAM_CHUNK) - pos
-            if len(data) != want:
-                raise TransferError(
-                    f"{path} changed while being sent: expected {want} bytes at {pos}, "
-                    f"got {len(data)}"
-                )
             pos += len(data)
             pending = read(pos) if pos < end else None
             await response.write(data)
-    except BaseException:
+    except asyncio.CancelledError:
         if pending is not None:
             pending.cancel()
-        response.force_close()
         raise
-    await response.write_eof()
+    except Exception as exc:
+        if pending is not None:
+            pending.cancel()
+        if not isinstance(exc, ConnectionError):
+            log.error(
+                "aborting %s %s after %d of %d bytes of %s: %s",
+                request.method,
+                request.path,
+                pos - start,
+                end - start,
+                opened.path,
+                exc,
+            )
+        abort(request, response)
+        return False
+    return True
+
+
+def abort(request: web.Request, response: web.StreamResponse) -> None:
+    """Close the connection of a response that cannot send what it declared."""
+    response.force_close()
+    if request.transport is not None:
+        request.transport.abort()

@@ -36,6 +36,7 @@ from ..format.manifest import ModelJSON
 from ..io.bundle import gc_paused
 from ..io.location import name_in_folder
 from ..model.http import JSON_FIELD, WEIGHTS_FIELD
+from .spools import SPOOL_SUFFIX, spool_prefix
 
 __all__ = [
     "DEFAULT_MAX_JSON_BYTES",
@@ -88,7 +89,7 @@ class Spool:
             raise RuntimeError("spool is already being read")
         if self._file is None and self.size + len(chunk) > self.memory_limit:
             self._file = tempfile.NamedTemporaryFile(  # noqa: SIM115 (closed in close())
-                prefix="tfjsfs-upload-", suffix=".bin", dir=self.directory
+                prefix=spool_prefix(), suffix=SPOOL_SUFFIX, dir=self.directory
             )
             self._file.write(self._memory)
             self._memory = None

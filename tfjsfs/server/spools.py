@@ -1,0 +1,76 @@
+"""Where upload spool files are named and, after a crash, swept.
+
+An upload's weights that outgrow memory go to a temporary file named
+``tfjsfs-upload-<pid>-<random>.bin`` (in ``--spool-dir`` or the system's temp
+folder). A running server deletes its own spool files; a killed one leaves
+them. :func:`sweep_spools` removes those whose process is gone, once they are
+older than the grace period (the server calls it at start).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import tempfile
+import time
+
+__all__ = ["SPOOL_PREFIX", "SPOOL_SUFFIX", "spool_prefix", "sweep_spools"]
+
+SPOOL_PREFIX = "tfjsfs-upload-"
+SPOOL_SUFFIX = ".bin"
+_SPOOL = re.compile(rf"^{re.escape(SPOOL_PREFIX)}(\d+)-.*{re.escape(SPOOL_SUFFIX)}$")
+
+
+def spool_prefix() -> str:
+    """The name prefix of this process's spool files (carries its pid)."""
+    return f"{SPOOL_PREFIX}{os.getpid()}-"
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_spools(
+    directory: str | None, grace_period: float, now: float | None = None
+) -> list[str]:
+    """Remove spool files of processes that are gone, older than *grace_period* s.
+
+    Parameters
+    ----------
+    directory : str or None
+        The spool folder (None: the system's temp folder).
+    grace_period : float
+    now : float, optional
+        The current time (``time.time()``).
+
+    Returns
+    -------
+    list of str
+        The paths removed.
+    """
+    directory = directory or tempfile.gettempdir()
+    now = time.time() if now is None else now
+    removed = []
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return removed
+    for name in names:
+        match = _SPOOL.match(name)
+        if match is None or _alive(int(match.group(1))):
+            continue
+        path = os.path.join(directory, name)
+        with contextlib.suppress(OSError):
+            if now - os.stat(path).st_mtime >= grace_period:
+                os.unlink(path)
+                removed.append(path)
+    return removed
