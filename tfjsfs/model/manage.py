@@ -43,8 +43,8 @@ from ..errors import (
     TransferError,
 )
 from ..format.artifacts import ModelArtifactsInfo, SaveResult
-from ..format.layouts import MODEL_JSON
-from ..format.manifest import ModelJSON, check_shard_path
+from ..format.layouts import MODEL_JSON, Candidate, bundle_candidates, looks_like_model
+from ..format.manifest import ModelJSON, check_shard_path, parse_json
 from ..io.fetch import locate_model_json
 from ..io.resolve import resolve
 from ..io.transfer import copy_bundle, join, norm, open_source, same_location
@@ -97,6 +97,9 @@ class BundleListing:
         Parsed model.json, once read (None if it could not be parsed).
     error : str or None
         Why the model JSON could not be read or parsed.
+    not_model : bool
+        Once read: the JSON file is not a TF.js model (e.g. ``package.json``),
+        so not a bundle.
     """
 
     url: str
@@ -105,6 +108,7 @@ class BundleListing:
     raw: bytes | None = None
     doc: ModelJSON | None = None
     error: str | None = None
+    not_model: bool = False
 
     @property
     def entry(self) -> dict:
@@ -155,26 +159,19 @@ def _external(prefix: str, base: str, path: str) -> str:
     return path  # not under the prefix as spelled: report the inner path
 
 
-def _candidates(files: Mapping[str, dict]) -> list[str]:
-    """Model JSON files in a listing: every ``model.json``, else downloads layouts.
+def _candidates(files: Mapping[str, dict]) -> list[Candidate]:
+    """Model JSON files in a recursive listing, folder by folder (no request).
 
-    A folder without ``model.json`` contributes ``<stem>.json`` files that have
-    a ``<stem>.weights.bin`` beside them (TF.js's downloads layout).
+    See :func:`tfjsfs.format.layouts.bundle_candidates`: every ``model.json``,
+    and every ``<name>.json`` with weight files named after it beside it.
     """
-    folders: dict[str, set[str]] = {}
+    folders: dict[str, list[str]] = {}
     for path in files:
-        folder, name = posixpath.split(path.rstrip("/"))
-        folders.setdefault(folder, set()).add(name)
+        folders.setdefault(posixpath.dirname(path.rstrip("/")), []).append(path)
     out = []
-    for folder, names in folders.items():
-        if MODEL_JSON in names:
-            out.append(posixpath.join(folder, MODEL_JSON))
-            continue
-        for name in names:
-            stem = name[: -len(".json")]
-            if name.endswith(".json") and f"{stem}.weights.bin" in names:
-                out.append(posixpath.join(folder, name))
-    return sorted(out)
+    for names in folders.values():
+        out.extend(bundle_candidates(names))
+    return out
 
 
 async def find_bundles(
@@ -200,10 +197,11 @@ async def find_bundles(
         found = {}
     files = {p.rstrip("/"): e for p, e in found.items() if e.get("type", "file") == "file"}
     single = path.endswith(".json") and path in files
-    candidates = [path] if single else _candidates(files)
+    candidates = [Candidate(path, True)] if single else _candidates(files)
     names = sorted(files)
-    out = []
-    for json_path in sorted(candidates, key=_model_url_key):
+    out, weak = [], []
+    for candidate in sorted(candidates, key=lambda c: _model_url_key(c.path)):
+        json_path = candidate.path
         folder = posixpath.dirname(json_path)
         # the files below folder/ are one contiguous run of the sorted names ("0" follows "/")
         lo, hi = bisect.bisect_left(names, folder + "/"), bisect.bisect_left(names, folder + "0")
@@ -211,9 +209,12 @@ async def find_bundles(
         is_model_json = posixpath.basename(json_path) == MODEL_JSON
         where = folder if is_model_json else json_path
         out.append(BundleListing(_external(prefix, path, where), json_path, below))
-    if read:
-        await gather_bounded((_read(fs, b) for b in out), DEFAULT_LIST_CONCURRENCY)
-    return out
+        if not candidate.strong:
+            weak.append(out[-1])
+    # weak candidates are read even when not asked: only reading tells a model
+    reading = out if read else weak
+    await gather_bounded((_read(fs, b) for b in reading), DEFAULT_LIST_CONCURRENCY)
+    return [b for b in out if not b.not_model]
 
 
 def _model_url_key(json_path: str) -> str:
@@ -224,11 +225,30 @@ def _model_url_key(json_path: str) -> str:
 
 
 async def _read(fs: Any, bundle: BundleListing) -> None:
+    """Read and parse the model JSON; a JSON file that is no model is marked so.
+
+    A file named ``model.json`` is always taken for a model (a broken one is
+    an error); any other name must parse as a TF.js model to count.
+    """
+    named = posixpath.basename(bundle.json_path) == MODEL_JSON
     try:
         bundle.raw = bytes(await fs._cat_file(bundle.json_path))
+        if not named and not looks_like_model(parse_json(bundle.raw, bundle.json_path)):
+            bundle.not_model = True
+            return
         bundle.doc = ModelJSON.parse(bundle.raw, bundle.json_path)
+    except ManifestError as exc:
+        if not named and not _model_text(bundle.raw):
+            bundle.not_model = True  # not even JSON naming a model's keys
+            return
+        bundle.error = str(exc) or type(exc).__name__
     except (OSError, TFJSError) as exc:
         bundle.error = str(exc) or type(exc).__name__
+
+
+def _model_text(raw: bytes | None) -> bool:
+    """Whether unparsable JSON text still names a model's keys (a broken model)."""
+    return raw is not None and (b'"modelTopology"' in raw or b'"weightsManifest"' in raw)
 
 
 async def list_models_async(
