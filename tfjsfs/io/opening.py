@@ -42,6 +42,7 @@ class Settings:
     storage_options: Mapping[str, Any]
     batch_size: int | None
     max_gap: int
+    cache: Any = None
 
 
 def settings(
@@ -56,6 +57,7 @@ def settings(
     retries: int = RetryPolicy.retries,
     timeout: float | None = RetryPolicy.timeout,
     max_gap: int = DEFAULT_MAX_GAP,
+    cache: Any = None,
 ) -> Settings:
     """Gather the keyword options shared by every load function.
 
@@ -76,6 +78,9 @@ def settings(
     max_gap : int
         Partial loads: merge neighbouring ranges with at most this many
         unwanted bytes between them.
+    cache : bool or path, optional
+        Keep remote bundles in a local cache (``True``: the default folder;
+        see :mod:`tfjsfs.model.cache`).
 
     Raises
     ------
@@ -94,7 +99,7 @@ def settings(
         allow_outside=allow_outside,
     )
     policy = RetryPolicy(retries=retries, timeout=timeout)
-    return Settings(options, policy, dict(storage_options or {}), batch_size, max_gap)
+    return Settings(options, policy, dict(storage_options or {}), batch_size, max_gap, cache)
 
 
 _WRAPPERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()

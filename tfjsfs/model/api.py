@@ -30,9 +30,10 @@ from ..format.layouts import DEFAULT_SHARD_SIZE, ShardPlan, plan_bundle
 from ..format.manifest import WeightGroup
 from ..io.bundle import Bundle, gc_paused, group_offsets, open_bundle
 from ..io.fetch import ALIGN, arrays_from_buffer, fetch_all, fetch_arrays, index_from_buffer
-from ..io.opening import open_store, open_url, release, settings
+from ..io.opening import open_store, release, settings
 from ..io.ranges import DEFAULT_MAX_GAP
 from ..io.writer import write_bundle
+from .cache import open_url
 from .handlers import pick_handler
 
 __all__ = [
