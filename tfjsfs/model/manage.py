@@ -22,6 +22,7 @@ from __future__ import annotations
 import bisect
 import contextlib
 import datetime as _dt
+import inspect
 import os
 import posixpath
 from collections.abc import Mapping
@@ -347,6 +348,10 @@ async def copy_model_async(
     callback = callback or DEFAULT_CALLBACK
     s_opts = _options(storage_options, src_options)
     d_opts = _options(storage_options, dst_options)
+    if hasattr(src, "load") and not isinstance(src, (str, bytes)):  # an IOHandler
+        return await _copy_from_handler(
+            src, dst, shard_size, quantize, overwrite, callback, d_opts
+        )
     if isinstance(dst, str) and dst.startswith(_HTTP):
         return await _copy_to_http(
             src, dst, shard_size, quantize, overwrite, callback, s_opts, d_opts
@@ -397,6 +402,19 @@ async def _copy_to_http(src, dst, shard_size, quantize, overwrite, callback, s_o
     return await save_model_async(artifacts, dst, overwrite=overwrite, storage_options=d_opts)
 
 
+async def _copy_from_handler(src, dst, shard_size, quantize, overwrite, callback, d_opts):
+    """An IOHandler source (e.g. :func:`tfjsfs.from_files`): load it, then save."""
+    artifacts = src.load()
+    if inspect.isawaitable(artifacts):
+        artifacts = await artifacts
+    if quantize is not None:
+        artifacts = requantize(artifacts, quantize)
+    options = {"shard_size": shard_size} if shard_size is not None else {}
+    return await save_model_async(
+        artifacts, dst, overwrite=overwrite, callback=callback, storage_options=d_opts, **options
+    )
+
+
 def copy_model(src: Any, dst: Any, **options: Any) -> SaveResult:
     """Copy a bundle between any two stores (TF.js ``tf.io.copyModel``).
 
@@ -410,7 +428,9 @@ def copy_model(src: Any, dst: Any, **options: Any) -> SaveResult:
     ----------
     src, dst : str or os.PathLike
         Model folders (or model JSON files). *dst* may be ``http(s)://`` (a
-        TF.js upload endpoint, through :func:`tfjsfs.save_model`).
+        TF.js upload endpoint, through :func:`tfjsfs.save_model`). *src* may
+        also be an IOHandler (e.g. :func:`tfjsfs.from_files`): it is loaded,
+        then saved to *dst*.
     overwrite : bool
         Replace an existing destination bundle (never mixing old and new
         shards). With a change (``shard_size``/``quantize``/``dequantize``),
