@@ -53,6 +53,7 @@ from typing import Any
 
 from fsspec.implementations.local import LocalFileSystem
 
+from .._util.concurrency import gather_bounded
 from .._util.entries import version_key
 from .._util.retry import RetryPolicy, Truncated, with_retries
 from ..errors import ModelNotFoundError, TFJSError, UnsafePathError
@@ -80,6 +81,7 @@ _ENTRY = "entry.json"
 _CURRENT = "current"
 _LOCK = "lock"
 _CHUNK = 1 << 20
+_CONCURRENCY = 16
 _LOCAL = as_async(LocalFileSystem())
 
 
@@ -330,17 +332,13 @@ async def _refresh(fs: Any, json_path: str, folder: Path, config: Settings) -> P
             zip((p for g in local for p in g), (p for g in remote for p in g), strict=True)
         )
         shards: dict[str, Any] = {}
-        for local_path, remote_path in pairs.items():
+
+        async def one(local_path: str, remote_path: str) -> None:
             rel = os.path.relpath(local_path, staging)
             before = old.meta["shards"].get(rel) if old else None
             target = staging / rel
             got = await _fetch(
-                fs,
-                remote_path,
-                before["validators"] if before else None,
-                target,
-                headers,
-                policy,
+                fs, remote_path, before["validators"] if before else None, target, headers, policy
             )
             if not got.changed:  # same bytes as the version at hand: share its file
                 target.parent.mkdir(parents=True, exist_ok=True)
@@ -349,6 +347,10 @@ async def _refresh(fs: Any, json_path: str, folder: Path, config: Settings) -> P
                 except OSError:
                     shutil.copyfile(old.folder / rel, target)
             shards[rel] = {"validators": got.validators, "size": target.stat().st_size}
+
+        await gather_bounded(
+            (one(lp, rp) for lp, rp in pairs.items()), config.batch_size or _CONCURRENCY
+        )
         meta = {
             "url": _url_of(fs, json_path),
             "json": name,
