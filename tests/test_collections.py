@@ -97,6 +97,7 @@ def test_verify_recursive_without_models_fails_clearly(tmp_path):
     )
     assert out.returncode == 1
     assert "no models found" in out.stderr
+    assert str(tmp_path / "empty") in out.stderr and "<name>.json" in out.stderr
 
 
 def test_ls_marks_candidates_without_reading_and_info_confirms(tmp_path):

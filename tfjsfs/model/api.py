@@ -84,6 +84,11 @@ _LOAD_OPTIONS_DOC = """
         Extra attempts after transient failures (5xx, resets, short bodies).
     timeout : float or None
         Per-request timeout in seconds.
+    cache : bool or path, optional
+        Keep a remote bundle in a local cache (``True``: ``$TFJSFS_CACHE_DIR``
+        or ``~/.cache/tfjsfs``); later loads revalidate model.json with one
+        conditional request and read the shards locally
+        (:mod:`tfjsfs.model.cache`).
 """
 
 

@@ -56,7 +56,7 @@ from fsspec.implementations.local import LocalFileSystem
 from .._util.concurrency import gather_bounded
 from .._util.entries import version_key
 from .._util.retry import RetryPolicy, Truncated, with_retries
-from ..errors import ModelNotFoundError, TFJSError, UnsafePathError
+from ..errors import FormatError, ModelNotFoundError, TFJSError, UnsafePathError
 from ..io.bundle import Bundle, locate_model_json, parse_model_json
 from ..io.opening import Settings, open_store, release
 from ..io.opening import open_url as open_uncached
@@ -89,6 +89,8 @@ def cache_dir(cache: Any = True) -> Path:
     """The cache folder: *cache* when a path, else ``$TFJSFS_CACHE_DIR``, else
     ``$XDG_CACHE_HOME/tfjsfs`` (``~/.cache/tfjsfs`` when unset)."""
     if cache is not True and cache:
+        if not isinstance(cache, (str, os.PathLike)):
+            raise FormatError(f"cache= takes True, False or a folder path, not {cache!r}")
         return Path(os.fspath(cache)).expanduser()
     env = os.environ.get(CACHE_ENV)
     if env:
