@@ -38,6 +38,7 @@ _EXPORTS = {
     "ModelOpening": "tfjsfs.model.lazy",
     "open_model": "tfjsfs.model.lazy",
     "open_model_async": "tfjsfs.model.lazy",
+    "from_files": "tfjsfs.model.files",
     "iter_weights": "tfjsfs.model.stream",
     "iter_weights_async": "tfjsfs.model.stream",
     "copy_model": "tfjsfs.model.manage",
@@ -75,6 +76,7 @@ __all__ = [
     "WeightSpec",
     "copy_model",
     "copy_model_async",
+    "from_files",
     "get_load_handlers",
     "get_save_handlers",
     "iter_weights",
@@ -115,6 +117,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         save_model,
         save_model_async,
     )
+    from .model.files import from_files
     from .model.handlers import (
         IOHandler,
         get_load_handlers,

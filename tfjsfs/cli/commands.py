@@ -410,7 +410,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if args.json:
         _dump_json(results)
     if args.recursive and not urls:
-        print("no models found", file=sys.stderr)
+        where = ", ".join(args.urls)
+        print(
+            f"no models found under {where} (looked for model.json files, and <name>.json "
+            "files beside weight files named after them)",
+            file=sys.stderr,
+        )
         return 1
     return 1 if failed else 0
 

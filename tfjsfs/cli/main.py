@@ -18,6 +18,7 @@ from .. import __version__
 from .._util.options import parse_size
 from ..errors import CLIError, TFJSError
 from ..server.options import add_serve_arguments
+from .cache import add_cache_parser
 from .commands import (
     cmd_cat,
     cmd_cp,
@@ -52,6 +53,7 @@ examples:
   tfjsfs scan --csv s3://bucket/models/ > report.csv
   tfjsfs reshard --shard-size 1MiB ./mnist       rewrite a bundle in place
   tfjsfs serve s3://bucket/models --port 8080    serve and receive TF.js models
+  tfjsfs cache ls                                models kept by loads with cache=True
 
 storage options:
   -o/--option KEY=VALUE (repeatable) passes options to the filesystem, e.g.
@@ -236,6 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
         "  TFJSFS_TOKEN=… tfjsfs serve s3://b/models --allow-origin http://127.0.0.1:3000",
     )
     add_serve_arguments(p)
+    add_cache_parser(add)
     return parser
 
 

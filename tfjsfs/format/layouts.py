@@ -13,13 +13,22 @@ layout         model JSON                  weight files
 
 Loading accepts all of these, legacy shard names without ``.bin`` included,
 addressed either by the model folder or by its JSON file of any name.
+
+Finding bundles in a listing (:func:`bundle_candidates`) needs no request: a
+folder's ``model.json`` is a bundle, and so is any ``<name>.json`` that has a
+weight file named after it beside it (``<name>.bin``, ``<name>.weights.bin``,
+``<name>-shard1of3.bin``, ``<name>_group1-shard1of2.bin``, …). Where converter
+shard names (``group1-shard1of2.bin``) sit in a folder without ``model.json``,
+every ``.json`` there is a *weak* candidate, and so is ``<name>-lite.json``
+beside weights of ``<name>``: only reading tells (:func:`looks_like_model`).
 """
 
 from __future__ import annotations
 
 import math
 import posixpath
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from ..errors import FormatError
@@ -30,7 +39,11 @@ __all__ = [
     "DEFAULT_SHARD_SIZE",
     "LAYOUTS",
     "BundlePlan",
+    "Candidate",
     "ShardPlan",
+    "bundle_candidates",
+    "json_candidates",
+    "looks_like_model",
     "plan_bundle",
     "shard_name",
 ]
@@ -38,6 +51,10 @@ __all__ = [
 DEFAULT_SHARD_SIZE = 4 * 1024 * 1024
 LAYOUTS = ("converter", "tfjs-node", "downloads", "upload")
 MODEL_JSON = "model.json"
+#: a converter shard name, legacy names without ``.bin`` included
+CONVERTER_SHARD = re.compile(r"^group\d+-shard\d+of\d+(\.bin)?$")
+_STEM_SEPARATORS = ".-_"
+_SHARD_TAIL = re.compile(r"shard\d+of\d+$")
 
 
 @dataclass(frozen=True)
@@ -131,12 +148,86 @@ def plan_bundle(
     return BundlePlan(MODEL_JSON, tuple(groups), tuple(shards))
 
 
+@dataclass(frozen=True)
+class Candidate:
+    """A file of a listing that may be a bundle's model JSON.
+
+    Attributes
+    ----------
+    path : str
+        The JSON file, as listed.
+    strong : bool
+        ``model.json``, or a weight file named after it lies beside it; a
+        weak candidate (beside converter shards only) must be read to tell.
+    """
+
+    path: str
+    strong: bool
+
+
+def _is_weight_file(name: str) -> bool:
+    return name.endswith(".bin") or bool(_SHARD_TAIL.search(name))
+
+
+def _stems(name: str) -> set[str]:
+    """Every ``<stem>`` such that *name* is ``<stem>`` + separator + rest."""
+    return {name[:i] for i, ch in enumerate(name) if i and ch in _STEM_SEPARATORS}
+
+
+def bundle_candidates(names: Sequence[str]) -> list[Candidate]:
+    """The model JSON files among the file *names* of one folder, sorted by path.
+
+    No request is needed: ``model.json``, and any ``<name>.json`` beside a
+    weight file named after it (``<name>.bin``, ``<name>.weights.bin``,
+    ``<name>-shard1of3.bin``…), are strong candidates. Weak candidates, which
+    only reading tells (:func:`looks_like_model`): ``<name>-<more>.json``
+    beside weights of ``<name>`` (a second manifest sharing them), and, in a
+    folder without ``model.json`` that holds converter shard names, every
+    other ``.json``.
+
+    Parameters
+    ----------
+    names : sequence of str
+        Paths (or base names) of the files of one folder.
+    """
+    base = {posixpath.basename(n.rstrip("/")): n.rstrip("/") for n in names}
+    stems: set[str] = set()
+    converter = False
+    for name in base:
+        if name.endswith(".json") or not _is_weight_file(name):
+            continue
+        converter |= bool(CONVERTER_SHARD.match(name))
+        stems |= _stems(name)
+    out = []
+    for name, path in base.items():
+        if not name.endswith(".json"):
+            continue
+        stem = name[: -len(".json")]
+        strong = name == MODEL_JSON or stem in stems
+        # ``<name>-lite.json`` beside ``<name>.bin``: maybe a second manifest of those weights
+        sharing = bool(_stems(stem) & stems)
+        if strong or sharing or (converter and MODEL_JSON not in base):
+            out.append(Candidate(path, strong))
+    return sorted(out, key=lambda c: c.path)
+
+
+def looks_like_model(doc: object) -> bool:
+    """Whether parsed JSON is a TF.js model: an object with ``modelTopology``
+    and/or ``weightsManifest`` (``package.json`` or a labels file is not)."""
+    return isinstance(doc, Mapping) and ("modelTopology" in doc or "weightsManifest" in doc)
+
+
 def json_candidates(names: Sequence[str]) -> list[str]:
     """Which files in a folder listing may be a bundle's model JSON, best first.
 
-    ``model.json`` wins; otherwise any ``*.json`` (a downloads-layout bundle).
+    ``model.json`` wins; otherwise the ``<name>.json`` files with weight files
+    named after them; otherwise any ``*.json`` (a downloads-layout bundle whose
+    weights are named otherwise).
     """
     base = {posixpath.basename(n.rstrip("/")): n for n in names}
     if MODEL_JSON in base:
         return [base[MODEL_JSON]]
+    strong = [c.path for c in bundle_candidates(list(base.values())) if c.strong]
+    if strong:
+        return [base[posixpath.basename(p)] for p in strong]
     return sorted(n for b, n in base.items() if b.endswith(".json"))

@@ -147,6 +147,8 @@ class Catalog:
 
     # ----------------------------------------------------------- bundles
     async def _locate(self, folder: str, names: Iterable[str] | None) -> str | None:
+        if folder.endswith(".json"):  # a bundle addressed by its JSON file
+            return folder
         if not self.listable:
             return f"{folder}/{MODEL_JSON}"
         if names is None:
@@ -172,11 +174,15 @@ class Catalog:
         json_info: Mapping[str, Any] | None = None,
         revalidate: bool = False,
     ) -> CachedBundle | None:
-        """The bundle in inner *folder*, or None if it holds no model JSON.
+        """The bundle in inner *folder* (or of the JSON file *folder*), or None.
+
+        None when the folder holds no model JSON, or the JSON file is not a
+        model. Bundles are cached under *folder* as given.
 
         Parameters
         ----------
         folder : str
+            A model folder, or a model JSON file of any name.
         names : iterable of str, optional
             A listing of *folder* already at hand.
         json_info : mapping, optional

@@ -9,10 +9,14 @@ info shows model.json with another size/ETag/generation/mtime.
 :class:`ModelListing` gives the filesystem its ``_ls``/``_info`` and its
 virtual tensors.
 
-What is a bundle: in folder listings, a sub-folder holding ``model.json``;
-for ``info``/``ls`` of a folder itself (and its ``@tensors``), a folder
-holding ``model.json`` or a single ``*.json`` that parses as a manifest (the
-downloads layout). Over HTTP, a URL whose ``<url>/model.json`` exists.
+What is a bundle: in folder listings, a sub-folder holding ``model.json``,
+and a ``<name>.json`` file beside weight files named after it
+(:func:`tfjsfs.format.layouts.bundle_candidates`; marked
+``{"role": "manifest", "candidate": True}`` until read); for ``info``/``ls``
+of a folder itself (and its ``@tensors``), a folder holding ``model.json`` or
+a single ``*.json`` that parses as a manifest (the downloads layout); for
+``info`` of a JSON file, the file if it parses as a model. Over HTTP, a URL
+whose ``<url>/model.json`` exists.
 
 Costs, by design:
 
@@ -27,9 +31,11 @@ Costs, by design:
   the listing (model.json and the shards inside the folder, one ``HEAD``
   each for their sizes).
 * ``info(model_folder)`` reads model.json (if not cached) and revalidates a
-  cached one against model.json's current version. ``info`` of a file named
-  ``model.json``, ``*.bin`` or ``groupN-shardMofK`` reads its folder's
-  manifest once (cached) to give its role; other files cost nothing extra.
+  cached one against model.json's current version. ``info`` of a ``.json``
+  file reads it once (cached) and, if it is a model, gives
+  ``{"role": "manifest", …summary}``; of a file named ``*.bin`` or
+  ``groupN-shardMofK`` reads its folder's manifest once (cached) to give its
+  role; other files cost nothing extra.
   Over HTTP only a folder-like answer (403, 404, an HTML index) is probed for
   ``model.json``.
 * Summaries of bundles seen only in a parent listing are added when their
@@ -61,7 +67,7 @@ from ..errors import (
     UnsafePathError,
     WeightDataError,
 )
-from ..format.layouts import MODEL_JSON
+from ..format.layouts import MODEL_JSON, bundle_candidates
 from .catalog import LISTING_BATCH, CachedBundle, accepts
 from .files import VirtualTensor, npy_size, tensor_entries, tensor_entry
 from .paths import TENSORS_DIR, ResolvedPath, split_tensor_path
@@ -96,6 +102,11 @@ def summary(cached: CachedBundle) -> dict[str, Any]:
         "dtypes": sorted({s.dtype for s in specs}),
         "quantized": sorted({s.quantization.dtype for s in specs if s.quantization}),
     }
+
+
+def _manifest_summary(cached: CachedBundle) -> dict[str, Any]:
+    """The ``tfjs`` entry of a bundle's JSON file: its role and the bundle's summary."""
+    return {**summary(cached), "role": "manifest"}
 
 
 def _base(path: str) -> str:
@@ -148,6 +159,7 @@ class ModelListing:
                 for entry, name in zip(entries, names, strict=True):
                     if name in roles:
                         entry["tfjs"] = dict(roles[name])
+        self._mark_candidates(entries, names)
         if self.mark_models:
             dirs = [n for e, n in zip(raw, names, strict=True) if e.get("type") == "directory"]
             models = await self._catalog.model_children(rp.inner, dirs)
@@ -156,6 +168,31 @@ class ModelListing:
                     cached = self._catalog.cached(name)
                     entry["tfjs"] = summary(cached) if cached else {"role": "model"}
         return entries
+
+    def _mark_candidates(self, entries: list[dict], names: list[str]) -> None:
+        """Mark the ``<name>.json`` bundles of a folder listing, without a request.
+
+        A JSON file with weight files named after it beside it gets
+        ``{"role": "manifest", "candidate": True}`` (``info`` of it reads it
+        and gives the summary), or its summary and its shards' roles when its
+        manifest is already cached.
+        """
+        files = [n for e, n in zip(entries, names, strict=True) if e.get("type") == "file"]
+        found = [
+            c.path for c in bundle_candidates(files) if c.strong and _base(c.path) != MODEL_JSON
+        ]
+        if not found:
+            return
+        by_name = dict(zip(names, entries, strict=True))
+        for json_path in found:
+            cached = self._catalog.cached(json_path)
+            if cached is None:
+                by_name[json_path].setdefault("tfjs", {"role": "manifest", "candidate": True})
+                continue
+            for path, role in cached.roles().items():
+                if path in by_name:
+                    by_name[path]["tfjs"] = dict(role)
+            by_name[json_path]["tfjs"] = _manifest_summary(cached)
 
     async def _ls_http(self, rp: ResolvedPath, refresh: bool) -> list[dict]:
         cached = await self._catalog.bundle(rp.inner, revalidate=refresh)
@@ -237,6 +274,13 @@ class ModelListing:
 
     async def _file_role(self, inner: str) -> dict[str, Any] | None:
         folder, base = posixpath.split(inner)
+        if base.endswith(".json"):  # a bundle's JSON file of any name: its summary
+            key = folder if base == MODEL_JSON else inner  # model.json: cached by folder
+            try:
+                cached = await self._catalog.bundle(key, revalidate=True)
+            except (ManifestError, UnsafePathError) as exc:
+                return {"role": "manifest", "error": str(exc)}
+            return _manifest_summary(cached) if cached is not None else None
         cached = self._catalog.cached(folder)
         if cached is None and (base == MODEL_JSON or _SHARD_NAME.search(base)):
             try:

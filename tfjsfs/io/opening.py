@@ -42,6 +42,7 @@ class Settings:
     storage_options: Mapping[str, Any]
     batch_size: int | None
     max_gap: int
+    cache: Any = None
 
 
 def settings(
@@ -58,6 +59,7 @@ def settings(
     max_gap: int = DEFAULT_MAX_GAP,
     follow_redirects: str = DEFAULT_FOLLOW_REDIRECTS,
     max_json_bytes: int = DEFAULT_MAX_JSON_BYTES,
+    cache: Any = None,
 ) -> Settings:
     """Gather the keyword options shared by every load function.
 
@@ -86,6 +88,9 @@ def settings(
     max_json_bytes : int
         Largest model.json read, 64 MiB by default; a larger one is a
         :class:`~tfjsfs.errors.ManifestError` after reading one byte more.
+    cache : bool or path, optional
+        Keep remote bundles in a local cache (``True``: the default folder;
+        see :mod:`tfjsfs.model.cache`).
 
     Raises
     ------
@@ -111,7 +116,7 @@ def settings(
         follow_redirects=follow_redirects,
         max_json_bytes=max_json_bytes,
     )
-    return Settings(options, policy, dict(storage_options or {}), batch_size, max_gap)
+    return Settings(options, policy, dict(storage_options or {}), batch_size, max_gap, cache)
 
 
 _WRAPPERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()

@@ -30,9 +30,10 @@ from ..format.layouts import DEFAULT_SHARD_SIZE, ShardPlan, plan_bundle
 from ..format.manifest import WeightGroup
 from ..io.bundle import Bundle, gc_paused, group_offsets, open_bundle
 from ..io.fetch import ALIGN, arrays_from_buffer, fetch_all, fetch_arrays, index_from_buffer
-from ..io.opening import open_store, open_url, release, settings
+from ..io.opening import open_store, release, settings
 from ..io.ranges import DEFAULT_MAX_GAP
 from ..io.writer import write_bundle
+from .cache import open_url
 from .handlers import pick_handler
 
 __all__ = [
@@ -79,6 +80,11 @@ _LOAD_OPTIONS_DOC = """
         Extra attempts after transient failures (5xx, resets, short bodies).
     timeout : float or None
         Per-request timeout in seconds.
+    cache : bool or path, optional
+        Keep a remote bundle in a local cache (``True``: ``$TFJSFS_CACHE_DIR``
+        or ``~/.cache/tfjsfs``); later loads revalidate model.json with one
+        conditional request and read the shards locally
+        (:mod:`tfjsfs.model.cache`).
 """
 
 

@@ -36,7 +36,8 @@ from ..format.codec import decode_weight
 from ..format.manifest import ModelJSON, WeightIndex, WeightSpec
 from ..io.bundle import Bundle
 from ..io.fetch import fetch_arrays, fetch_weight_buffer, load_index
-from ..io.opening import Settings, open_url, release, settings
+from ..io.opening import Settings, release, settings
+from .cache import open_url
 
 __all__ = [
     "AsyncModel",

@@ -22,6 +22,7 @@ from __future__ import annotations
 import bisect
 import contextlib
 import datetime as _dt
+import inspect
 import os
 import posixpath
 from collections.abc import Mapping
@@ -43,8 +44,8 @@ from ..errors import (
     UnsafePathError,
 )
 from ..format.artifacts import ModelArtifactsInfo, SaveResult
-from ..format.layouts import MODEL_JSON
-from ..format.manifest import ModelJSON
+from ..format.layouts import MODEL_JSON, Candidate, bundle_candidates, looks_like_model
+from ..format.manifest import ModelJSON, parse_json
 from ..io.fetch import locate_model_json
 from ..io.location import folder_of, listing_key, locate_shard, store_kind
 from ..io.resolve import resolve
@@ -95,6 +96,9 @@ class BundleListing:
         Parsed model.json, once read (None if it could not be parsed).
     error : str or None
         Why the model JSON could not be read or parsed.
+    not_model : bool
+        Once read: the JSON file is not a TF.js model (e.g. ``package.json``),
+        so not a bundle.
     """
 
     url: str
@@ -103,6 +107,7 @@ class BundleListing:
     raw: bytes | None = None
     doc: ModelJSON | None = None
     error: str | None = None
+    not_model: bool = False
 
     @property
     def entry(self) -> dict:
@@ -154,26 +159,19 @@ def _external(prefix: str, base: str, path: str) -> str:
     return path  # not under the prefix as spelled: report the inner path
 
 
-def _candidates(files: Mapping[str, dict]) -> list[str]:
-    """Model JSON files in a listing: every ``model.json``, else downloads layouts.
+def _candidates(files: Mapping[str, dict]) -> list[Candidate]:
+    """Model JSON files in a recursive listing, folder by folder (no request).
 
-    A folder without ``model.json`` contributes ``<stem>.json`` files that have
-    a ``<stem>.weights.bin`` beside them (TF.js's downloads layout).
+    See :func:`tfjsfs.format.layouts.bundle_candidates`: every ``model.json``,
+    and every ``<name>.json`` with weight files named after it beside it.
     """
-    folders: dict[str, set[str]] = {}
+    folders: dict[str, list[str]] = {}
     for path in files:
-        folder, name = posixpath.split(path.rstrip("/"))
-        folders.setdefault(folder, set()).add(name)
+        folders.setdefault(posixpath.dirname(path.rstrip("/")), []).append(path)
     out = []
-    for folder, names in folders.items():
-        if MODEL_JSON in names:
-            out.append(posixpath.join(folder, MODEL_JSON))
-            continue
-        for name in names:
-            stem = name[: -len(".json")]
-            if name.endswith(".json") and f"{stem}.weights.bin" in names:
-                out.append(posixpath.join(folder, name))
-    return sorted(out)
+    for names in folders.values():
+        out.extend(bundle_candidates(names))
+    return out
 
 
 async def find_bundles(
@@ -199,10 +197,11 @@ async def find_bundles(
         found = {}
     files = {p.rstrip("/"): e for p, e in found.items() if e.get("type", "file") == "file"}
     single = path.endswith(".json") and path in files
-    candidates = [path] if single else _candidates(files)
+    candidates = [Candidate(path, True)] if single else _candidates(files)
     names = sorted(files)
-    out = []
-    for json_path in sorted(candidates, key=_model_url_key):
+    out, weak = [], []
+    for candidate in sorted(candidates, key=lambda c: _model_url_key(c.path)):
+        json_path = candidate.path
         folder = posixpath.dirname(json_path)
         # the files below folder/ are one contiguous run of the sorted names ("0" follows "/")
         lo, hi = bisect.bisect_left(names, folder + "/"), bisect.bisect_left(names, folder + "0")
@@ -210,9 +209,12 @@ async def find_bundles(
         is_model_json = posixpath.basename(json_path) == MODEL_JSON
         where = folder if is_model_json else json_path
         out.append(BundleListing(_external(prefix, path, where), json_path, below))
-    if read:
-        await gather_bounded((_read(fs, b) for b in out), DEFAULT_LIST_CONCURRENCY)
-    return out
+        if not candidate.strong:
+            weak.append(out[-1])
+    # weak candidates are read even when not asked: only reading tells a model
+    reading = out if read else weak
+    await gather_bounded((_read(fs, b) for b in reading), DEFAULT_LIST_CONCURRENCY)
+    return [b for b in out if not b.not_model]
 
 
 def _model_url_key(json_path: str) -> str:
@@ -223,11 +225,30 @@ def _model_url_key(json_path: str) -> str:
 
 
 async def _read(fs: Any, bundle: BundleListing) -> None:
+    """Read and parse the model JSON; a JSON file that is no model is marked so.
+
+    A file named ``model.json`` is always taken for a model (a broken one is
+    an error); any other name must parse as a TF.js model to count.
+    """
+    named = posixpath.basename(bundle.json_path) == MODEL_JSON
     try:
         bundle.raw = bytes(await fs._cat_file(bundle.json_path))
+        if not named and not looks_like_model(parse_json(bundle.raw, bundle.json_path)):
+            bundle.not_model = True
+            return
         bundle.doc = ModelJSON.parse(bundle.raw, bundle.json_path)
+    except ManifestError as exc:
+        if not named and not _model_text(bundle.raw):
+            bundle.not_model = True  # not even JSON naming a model's keys
+            return
+        bundle.error = str(exc) or type(exc).__name__
     except (OSError, TFJSError) as exc:
         bundle.error = str(exc) or type(exc).__name__
+
+
+def _model_text(raw: bytes | None) -> bool:
+    """Whether unparsable JSON text still names a model's keys (a broken model)."""
+    return raw is not None and (b'"modelTopology"' in raw or b'"weightsManifest"' in raw)
 
 
 async def list_models_async(
@@ -326,6 +347,10 @@ async def copy_model_async(
     callback = callback or DEFAULT_CALLBACK
     s_opts = _options(storage_options, src_options)
     d_opts = _options(storage_options, dst_options)
+    if hasattr(src, "load") and not isinstance(src, (str, bytes)):  # an IOHandler
+        return await _copy_from_handler(
+            src, dst, shard_size, quantize, overwrite, callback, d_opts
+        )
     if isinstance(dst, str) and dst.startswith(_HTTP):
         return await _copy_to_http(
             src, dst, shard_size, quantize, overwrite, callback, s_opts, d_opts
@@ -376,6 +401,19 @@ async def _copy_to_http(src, dst, shard_size, quantize, overwrite, callback, s_o
     return await save_model_async(artifacts, dst, overwrite=overwrite, storage_options=d_opts)
 
 
+async def _copy_from_handler(src, dst, shard_size, quantize, overwrite, callback, d_opts):
+    """An IOHandler source (e.g. :func:`tfjsfs.from_files`): load it, then save."""
+    artifacts = src.load()
+    if inspect.isawaitable(artifacts):
+        artifacts = await artifacts
+    if quantize is not None:
+        artifacts = requantize(artifacts, quantize)
+    options = {"shard_size": shard_size} if shard_size is not None else {}
+    return await save_model_async(
+        artifacts, dst, overwrite=overwrite, callback=callback, storage_options=d_opts, **options
+    )
+
+
 def copy_model(src: Any, dst: Any, **options: Any) -> SaveResult:
     """Copy a bundle between any two stores (TF.js ``tf.io.copyModel``).
 
@@ -389,7 +427,9 @@ def copy_model(src: Any, dst: Any, **options: Any) -> SaveResult:
     ----------
     src, dst : str or os.PathLike
         Model folders (or model JSON files). *dst* may be ``http(s)://`` (a
-        TF.js upload endpoint, through :func:`tfjsfs.save_model`).
+        TF.js upload endpoint, through :func:`tfjsfs.save_model`). *src* may
+        also be an IOHandler (e.g. :func:`tfjsfs.from_files`): it is loaded,
+        then saved to *dst*.
     overwrite : bool
         Replace an existing destination bundle (never mixing old and new
         shards). With a change (``shard_size``/``quantize``/``dequantize``),

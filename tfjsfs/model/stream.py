@@ -31,9 +31,10 @@ from ..format.codec import decode_weight
 from ..format.manifest import WeightIndex, WeightSpec
 from ..io.bundle import Bundle, shard_sizes
 from ..io.fetch import load_index
-from ..io.opening import open_url, release, settings
+from ..io.opening import release, settings
 from ..io.ranges import Block, Piece
 from ..io.readers import LocalReader, Reader, reader_kind
+from .cache import open_url
 
 __all__ = ["DEFAULT_WINDOW", "iter_weights", "iter_weights_async"]
 
