@@ -202,23 +202,30 @@ def _hostile_upload() -> tuple[str, bytes]:
 
 
 async def _race(server, content_type: str, body: bytes) -> list[str]:
-    """PUT the hostile upload, then GET / while it is parsed; replies in completion order."""
+    """PUT the hostile upload; once all of it is sent, GET /. Replies in completion order."""
     done: list[str] = []
-    async with aiohttp.ClientSession() as session:
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    head = (
+        f"PUT /models/hostile HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
+        f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
+        "Connection: close\r\n\r\n"
+    )
+    writer.write(head.encode() + body)
+    await writer.drain()  # the whole body is handed over: the server parses it next
 
-        async def upload():
-            headers = {"Content-Type": content_type}
-            async with session.put(server.model_url("hostile"), data=body, headers=headers) as r:
-                text = await r.text()
-                done.append(f"upload {r.status} {text}")
+    async def upload():
+        reply = (await reader.read()).decode(errors="replace")
+        writer.close()
+        status, _, rest = reply.partition("\r\n\r\n")
+        done.append(f"upload {status.split()[1]} {rest}")
 
-        async def page():
-            await asyncio.sleep(0.5)  # the body is sent: the server is parsing it
-            async with session.get(server.url + "/") as reply:
-                await reply.read()
-                done.append(f"page {reply.status}")
+    async def page():
+        await asyncio.sleep(0.2)
+        async with aiohttp.ClientSession() as session, session.get(server.url + "/") as reply:
+            await reply.read()
+            done.append(f"page {reply.status}")
 
-        await asyncio.gather(upload(), page())
+    await asyncio.gather(upload(), page())
     return done
 
 

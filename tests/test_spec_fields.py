@@ -100,9 +100,11 @@ def test_copies_keep_every_spec_field(trained, tmp_path, options):
         _check_fields(tmp_path / "back" / "model.json", art, quantized=False)
 
 
-def test_server_upload_keeps_every_spec_field(trained, tmp_path):
+def test_server_upload_and_bridge_push_keep_every_spec_field(trained, tmp_path):
     _, _, art = trained
     for make in server_factory(tmp_path):
         server = make()
         tfjsfs.save_model(art, server.model_url("m"), quantize="uint8")
         _check_fields(tmp_path / "store-0" / "m" / "model.json", art, quantized=True)
+        tfjsfs.save_model(art, server.url + "/bridge/api/models/b")
+        _check_fields(tmp_path / "store-0" / "b" / "model.json", art, quantized=False)
