@@ -4,10 +4,11 @@ Shard locations are relative to model.json's folder, or to
 ``weight_path_prefix`` (concatenated verbatim, as TF.js does), with
 model.json's query string carried onto every shard URL over HTTP
 (``carry_query``), or whatever ``weight_url_converter`` returns (used
-verbatim). Manifest paths that leave the folder or name another host are
-refused unless ``allow_outside``. Shards on another backend (a converter
-returning presigned ``https`` URLs for an ``s3://`` model, say) get their own
-filesystem.
+verbatim). Every manifest path goes through the one resolver,
+:func:`tfjsfs.io.location.locate_shard`: paths that leave the folder or name
+another host are refused unless ``allow_outside``, malformed ones always.
+Shards on another backend (a converter returning presigned ``https`` URLs for
+an ``s3://`` model, say) get their own filesystem.
 """
 
 from __future__ import annotations
