@@ -157,8 +157,9 @@ def http_server() -> Iterator[Callable[..., StaticServer]]:
 
     ``behaviour``: ``ignore_range``, ``no_listing``, ``cors`` (bools). The
     server has ``.url``, ``.url_for(path)``, ``.stats`` (``requests``,
-    ``bytes_served``, ``count()``), ``.reset_stats()``, ``.set(...)`` and the
-    per-path faults ``fail_first``, ``drop_mid_body``, ``truncate``. Servers
+    ``bytes_served``, ``count()``), ``.reset_stats()``, ``.set(...)``, the
+    per-path faults ``fail_first``, ``drop_mid_body``, ``truncate`` and the
+    per-path wrong answers ``lie(path, kind, ...)`` and ``redirect``. Servers
     stop after the test.
     """
     yield from _server_factory(None)

@@ -107,6 +107,7 @@ async def http_get(
             )
         if there != origin(current):
             headers = {k: v for k, v in headers.items() if k.title() not in _CREDENTIALS}
+            kwargs.pop("auth", None)
         if resp.status == 303 and method != "HEAD":
             method = "GET"
         current = target
