@@ -175,6 +175,7 @@ async def _replying_errors(request: web.Request, handler: Handler) -> web.Stream
         secrets
         and response.status >= 400
         and isinstance(response, web.Response)
+        and not response.prepared
         and isinstance(response.body, bytes)
     ):
         response.body = redact(response.body, secrets)
@@ -346,7 +347,13 @@ class UploadGuard:
             "the connection is closed",
             "timeout",
         )
+        # send it and close at once: nothing more is arriving, and aiohttp would
+        # otherwise keep reading the connection for its lingering time (10 s)
         reply.force_close()
+        await reply.prepare(request)
+        await reply.write_eof()
+        if request.transport is not None:
+            request.transport.close()
         return reply
 
 
