@@ -16,6 +16,8 @@ import os
 import posixpath
 import re
 import socket
+import subprocess
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -301,9 +303,6 @@ def _age(path: Path, seconds: float) -> None:
 
 
 def _dead_pid() -> int:
-    import subprocess
-    import sys
-
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()
     return proc.pid

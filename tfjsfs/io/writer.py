@@ -4,11 +4,10 @@ Shards are written first and model.json last, so a reader that sees
 model.json sees a complete bundle. model.json is published atomically
 (rename on local disks, a single PUT on object stores) and create-only unless
 overwriting. When the folder holds a bundle, or held one within the grace
-period (a retirement record or a file of the planned name is still there), the
-new shards get names never used before (the planned names plus a random
-version suffix), so a reader holding an old model.json never gets new bytes
-under old names. A first save to a fresh folder keeps the planned
-(converter-compatible) names.
+period (a retirement record of its files is still there), the new shards get
+names never used before (the planned names plus a random version suffix), so
+a reader holding an old model.json never gets new bytes under old names. A
+first save to a fresh folder keeps the planned (converter-compatible) names.
 
 Replaced shards are either removed once model.json is swapped (no grace
 period) or *retired*: a small record ``.tfjsfs-retired-<token>.json`` naming
@@ -111,12 +110,12 @@ async def _listing(fs: Any, folder: str) -> list[dict[str, Any]]:
         return []
 
 
-async def _folder_was_used(fs: Any, folder: str, plan: BundlePlan) -> bool:
-    """Whether *folder* holds a retirement record or a file a shard of *plan* would use."""
-    names = {posixpath.basename(e["name"].rstrip("/")) for e in await _listing(fs, folder)}
-    if any(n.startswith(RETIRED_PREFIX) for n in names):
-        return True
-    return any(posixpath.basename(s.file_name) in names for s in plan.shards)
+async def _held_a_bundle(fs: Any, folder: str) -> bool:
+    """Whether *folder* held a bundle within the grace period (a retirement record is there)."""
+    entries = await _listing(fs, folder)
+    return any(
+        posixpath.basename(e["name"].rstrip("/")).startswith(RETIRED_PREFIX) for e in entries
+    )
 
 
 def _safe_paths(doc: ModelJSON | None, source: str) -> set[str]:
@@ -337,7 +336,7 @@ async def write_bundle(
     if old is not None and not overwrite:
         raise BundleExistsError(f"{json_path} already exists (pass overwrite=True)")
     old_paths = _safe_paths(old, json_path)
-    if old is not None or await _folder_was_used(fs, folder, plan):
+    if old is not None or await _held_a_bundle(fs, folder):
         plan = _fresh_names(plan)
     stale = sorted(old_paths - {posixpath.normpath(s.file_name) for s in plan.shards})
     await fs._makedirs(folder, exist_ok=True)

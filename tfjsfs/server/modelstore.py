@@ -24,9 +24,7 @@ import contextlib
 import datetime as _dt
 import hashlib
 import logging
-import os
 import posixpath
-import stat
 import weakref
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping
@@ -36,8 +34,8 @@ from typing import Any, TypeVar
 from fsspec.asyn import get_loop
 
 from .._util.concurrency import gather_bounded
-from .._util.entries import entity_tag, modified_time, version_key
-from ..errors import ManifestError, ModelNotFoundError, TransferError, UnsafePathError
+from .._util.entries import modified_time, version_key
+from ..errors import ManifestError, ModelNotFoundError, UnsafePathError
 from ..format.artifacts import ModelArtifacts, ModelArtifactsInfo, SaveResult
 from ..format.layouts import DEFAULT_SHARD_SIZE, MODEL_JSON, ShardPlan, plan_bundle
 from ..format.manifest import ModelJSON, WeightGroup
@@ -52,6 +50,7 @@ from ..io.writer import (
     write_bundle,
 )
 from .names import check_name, without_credentials
+from .opened import OpenedFile, open_local
 from .options import DEFAULT_GRACE_PERIOD
 
 __all__ = [
@@ -217,93 +216,6 @@ class _PutLocalFiles:
         if isinstance(data, _LocalFile):
             return await self._fs._put_file(data.path, path)
         return await self._fs._pipe_file(path, data, **kwargs)
-
-
-class OpenedFile:
-    """One bundle file, opened once: its size and tag describe the bytes it reads.
-
-    A local file is read through one open descriptor, so a file replaced or
-    deleted meanwhile still reads as it was opened. On other stores the size
-    and tag come from one ``info`` call and ranges are read from that object;
-    a range that comes back short raises :class:`~tfjsfs.errors.TransferError`
-    (the object changed: the caller must abort its response, never pad it).
-
-    Attributes
-    ----------
-    path : str
-        Inner path.
-    size : int
-    etag : str or None
-        A strong ETag (from the backend's tag, or the mtime and size).
-    modified : datetime or None
-    """
-
-    def __init__(
-        self,
-        store: ModelStore,
-        path: str,
-        info: Mapping[str, Any],
-        fd: int | None = None,
-    ):
-        self._store = store
-        self._fd = fd
-        self.path = path
-        self.size = int(info.get("size") or 0)
-        self.etag = entity_tag(info)
-        self.modified = modified_time(info)
-
-    async def read(self, start: int, end: int) -> bytes:
-        """Bytes ``[start, end)``: exactly ``end - start`` of them, or ``TransferError``."""
-        if self._fd is not None:
-            data = await asyncio.to_thread(_pread, self._fd, start, end)
-        else:
-            data = await self._store.read(self.path, start, end)
-        if len(data) != end - start:
-            raise TransferError(
-                f"{self.path} changed while being read: expected {end - start} bytes "
-                f"at {start} of {self.size}, got {len(data)}"
-            )
-        return data
-
-    async def read_all(self) -> bytes:
-        """The whole file as opened (on object stores: as it is now, whatever its length)."""
-        if self._fd is not None:
-            return await asyncio.to_thread(_pread, self._fd, 0, self.size)
-        return await self._store.read(self.path, None, None)
-
-    def close(self) -> None:
-        """Release the descriptor (idempotent)."""
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-
-    def __enter__(self) -> OpenedFile:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-def _pread(fd: int, start: int, end: int) -> bytes:
-    parts = []
-    pos = start
-    while pos < end:
-        chunk = os.pread(fd, end - pos, pos)
-        if not chunk:
-            break
-        parts.append(chunk)
-        pos += len(chunk)
-    return b"".join(parts)
-
-
-def _open_local(path: str) -> tuple[int, dict[str, Any]]:
-    """Open a local regular file; its fstat as an fsspec-like info dict."""
-    fd = os.open(path, os.O_RDONLY)
-    st = os.fstat(fd)
-    if not stat.S_ISREG(st.st_mode):
-        os.close(fd)
-        raise IsADirectoryError(path)
-    return fd, {"name": path, "size": st.st_size, "mtime": st.st_mtime, "type": "file"}
 
 
 class ModelStore:
@@ -649,14 +561,14 @@ class ModelStore:
         path = await self._check_file(name, file)
         try:
             if is_local(self.fs):
-                fd, info = await asyncio.to_thread(_open_local, path)
-                return OpenedFile(self, path, info, fd)
+                fd, info = await asyncio.to_thread(open_local, path)
+                return OpenedFile(path, info, fd=fd)
             info = await self.fs._info(path)
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             raise ModelNotFoundError(f"model {name!r} has no file {file!r}") from None
         if info.get("type") != "file":
             raise ModelNotFoundError(f"model {name!r} has no file {file!r}")
-        return OpenedFile(self, path, info)
+        return OpenedFile(path, info, read=self.read)
 
     async def open(self, name: str, file: str) -> OpenedFile:
         """Open a bundle file (model.json or a weight file a model.json named).

@@ -1,0 +1,121 @@
+"""A bundle file opened once, so a response describes exactly what it sends.
+
+:class:`OpenedFile` is what :meth:`tfjsfs.server.modelstore.ModelStore.open`
+returns: the size, ETag and modification time of the bytes it reads. Local
+files are read through one descriptor (:func:`open_local`), so replacing or
+deleting the file meanwhile changes nothing for the reader.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import stat
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from .._util.entries import entity_tag, modified_time
+from ..errors import TransferError
+
+__all__ = ["OpenedFile", "open_local"]
+
+
+class OpenedFile:
+    """One bundle file, opened once: its size and tag describe the bytes it reads.
+
+    A local file is read through one open descriptor, so a file replaced or
+    deleted meanwhile still reads as it was opened. On other stores the size
+    and tag come from one ``info`` call and ranges are read from that object;
+    a range that comes back short raises :class:`~tfjsfs.errors.TransferError`
+    (the object changed: the caller must abort its response, never pad it).
+
+    Parameters
+    ----------
+    path : str
+        Inner path.
+    info : mapping
+        fsspec-like info of what was opened (``size``, a tag or ``mtime``).
+    fd : int, optional
+        An open descriptor of a local file (closed by :meth:`close`).
+    read : async callable, optional
+        ``read(path, start, end)`` of the store, for other stores.
+
+    Attributes
+    ----------
+    path : str
+        Inner path.
+    size : int
+    etag : str or None
+        A strong ETag (from the backend's tag, or the mtime and size).
+    modified : datetime or None
+    """
+
+    def __init__(
+        self,
+        path: str,
+        info: Mapping[str, Any],
+        *,
+        fd: int | None = None,
+        read: Callable[[str, int | None, int | None], Awaitable[bytes]] | None = None,
+    ):
+        if (fd is None) == (read is None):
+            raise ValueError("give either fd (a local file) or read (a store's range reader)")
+        self._fd = fd
+        self._read = read
+        self.path = path
+        self.size = int(info.get("size") or 0)
+        self.etag = entity_tag(info)
+        self.modified = modified_time(info)
+
+    async def read(self, start: int, end: int) -> bytes:
+        """Bytes ``[start, end)``: exactly ``end - start`` of them, or ``TransferError``."""
+        if self._fd is not None:
+            data = await asyncio.to_thread(_pread, self._fd, start, end)
+        else:
+            data = await self._read(self.path, start, end)
+        if len(data) != end - start:
+            raise TransferError(
+                f"{self.path} changed while being read: expected {end - start} bytes "
+                f"at {start} of {self.size}, got {len(data)}"
+            )
+        return data
+
+    async def read_all(self) -> bytes:
+        """The whole file as opened (on object stores: as it is now, whatever its length)."""
+        if self._fd is not None:
+            return await asyncio.to_thread(_pread, self._fd, 0, self.size)
+        return await self._read(self.path, None, None)
+
+    def close(self) -> None:
+        """Release the descriptor (idempotent)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> OpenedFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _pread(fd: int, start: int, end: int) -> bytes:
+    parts = []
+    pos = start
+    while pos < end:
+        chunk = os.pread(fd, end - pos, pos)
+        if not chunk:
+            break
+        parts.append(chunk)
+        pos += len(chunk)
+    return b"".join(parts)
+
+
+def open_local(path: str) -> tuple[int, dict[str, Any]]:
+    """Open a local regular file; its fstat as an fsspec-like info dict."""
+    fd = os.open(path, os.O_RDONLY)
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise IsADirectoryError(path)
+    return fd, {"name": path, "size": st.st_size, "mtime": st.st_mtime, "type": "file"}
