@@ -82,6 +82,7 @@ _CURRENT = "current"
 _LOCK = "lock"
 _CHUNK = 1 << 20
 _CONCURRENCY = 16
+_LOCK_POLL = 0.02
 _LOCAL = as_async(LocalFileSystem())
 
 
@@ -119,7 +120,12 @@ async def _locked(folder: Path):
     folder.mkdir(parents=True, exist_ok=True)
     fd = os.open(folder / _LOCK, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        await asyncio.to_thread(fcntl.flock, fd, fcntl.LOCK_EX)
+        while True:  # polled, not blocking a thread: a cancelled waiter leaves nothing behind
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                await asyncio.sleep(_LOCK_POLL)
         yield
     finally:
         os.close(fd)  # releases the lock
