@@ -18,7 +18,13 @@ from pathlib import Path
 import fsspec
 import numpy as np
 import pytest
-from manage_support import assert_same_weights, sample_artifacts, sample_weights
+from manage_support import (
+    GROUPS,
+    TOPOLOGY,
+    assert_same_weights,
+    sample_artifacts,
+    sample_weights,
+)
 
 import tfjsfs
 from tfjsfs.cli.main import main
@@ -438,11 +444,12 @@ def test_kill_9_midway_then_rerun_local_to_s3(tmp_path, s3_server, s3_bucket):
     write_local(old, sample_files(count))
     dst, opts = f"s3://{s3_bucket}/models", s3_server.storage_options
     assert tfjsfs.sync_models(str(old), dst, dst_options=opts).count("new") == count
-    # the new version: other values in every tensor, larger shards, same names
+    # the new version, as a re-export writes it: the same shard names and sizes, other bytes
     names = [f"m{i:02d}" for i in range(count)]
     for i, name in enumerate(names):
-        art = tfjsfs.ModelArtifacts.from_weights(sample_artifacts(i).model_topology, tripled(i))
-        tfjsfs.save_model(art, str(new / name), shard_size=64)
+        art = tfjsfs.ModelArtifacts.from_weights(TOPOLOGY, tripled(i), groups=GROUPS)
+        tfjsfs.save_model(art, str(new / name), shard_size=SHARD)
+        assert sorted(os.listdir(new / name)) == sorted(os.listdir(old / name))
     versions = {
         name: {
             "old": sample_weights(i),
@@ -574,3 +581,32 @@ def test_reshard_and_quantize_on_the_way_change_only_with_the_source(tmp_path):
     plain = tfjsfs.sync_models(str(src), str(dst))
     assert plain.count("changed") == 3
     same_models(str(src), str(dst), ["m00", "m01", "m02"])
+
+
+def test_the_next_run_finishes_a_sweep_a_killed_run_missed(tmp_path):
+    """Killed after publishing but before deleting: the old shards and orphans go next time."""
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    write_local(src, sample_files(2))
+    tfjsfs.sync_models(str(src), str(dst))
+    old_files = {p.name: p.read_bytes() for p in (dst / "m00").glob("*.bin")}
+    art = tfjsfs.ModelArtifacts.from_weights(TOPOLOGY, tripled(0), groups=GROUPS)
+    tfjsfs.save_model(art, str(src / "m00"), shard_size=100, overwrite=True)
+    report = tfjsfs.sync_models(str(src), str(dst))
+    (m00,) = [m for m in report.models if m.action == "changed"]
+    assert sorted(Path(p).name for p in m00.removed) == sorted(old_files)
+    # the state a run killed between publishing and deleting leaves, plus an orphan
+    for name, data in old_files.items():
+        (dst / "m00" / name).write_bytes(data)
+    (dst / "m00" / "group1-shard1of9.0123456789ab.bin").write_bytes(b"orphan")
+    (dst / "m00" / "notes.txt").write_bytes(b"not ours")
+    again = tfjsfs.sync_models(str(src), str(dst))
+    assert [(m.name, m.action) for m in again.models] == [
+        ("m00", "unchanged"),
+        ("m01", "unchanged"),
+    ]
+    doc = json.loads((dst / "m00" / "model.json").read_bytes())
+    live = sorted(p for g in doc["weightsManifest"] for p in g["paths"])
+    assert sorted(p.name for p in (dst / "m00").iterdir()) == sorted(
+        [*live, "model.json", "notes.txt"]
+    )
+    assert_same_weights(tfjsfs.load_weights(str(dst / "m00")), tripled(0))

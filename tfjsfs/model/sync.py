@@ -330,6 +330,7 @@ class _Plan:
     live_paths: set[str] = field(default_factory=set)
     stale: list[str] = field(default_factory=list)
     sources: dict[str, dict] = field(default_factory=dict)
+    replaced: list[str] = field(default_factory=list)
 
 
 class _Context:
@@ -458,9 +459,11 @@ async def _plan(ctx: _Context, item: _Item) -> _Plan:
         plan.live_paths = _live_paths(live, item.dst_json)
         rec = _record_of(live)
         fast = not ctx.opts.checksum or ctx.opts.rewrite  # rewrites keep no source hashes
+        plan.replaced = [str(r) for r in rec.get("replaced") or ()] if rec else []
         if rec is not None and fast and _unchanged(rec, plan.live_paths, item, ctx.opts):
             result.action = UNCHANGED
             result.shards = result.kept = len(rec["shards"])
+            plan.stale = _stale(plan, plan.live_paths)  # a sweep an interrupted run missed
             return plan
     plan.raw = await ctx.read("src", item.src_json)
     plan.doc = doc = ModelJSON.parse(plan.raw, item.src_json)
@@ -554,6 +557,8 @@ def _render(plan: _Plan) -> bytes:
         for g, moves in zip(doc.weights_manifest, plan.groups, strict=True)
     )
     record = _record(plan, {m.dst_rel: m.record for m in plan.moves})
+    if plan.replaced:  # a later run finishes the sweep if this one is interrupted
+        record["replaced"] = sorted(plan.replaced)
     return _with_record(dataclasses.replace(doc, weights_manifest=groups), record).dumps()
 
 
@@ -602,8 +607,11 @@ async def _apply(ctx: _Context, plan: _Plan) -> None:
     if ctx.opts.rewrite:
         await _apply_rewrite(ctx, plan)
         return
-    dfs, dfolder = ctx.dfs, posixpath.dirname(item.dst_json)
+    dfs = ctx.dfs
     await gather_bounded((_send(ctx, plan, m) for m in plan.moves if m.send), ctx.opts.concurrency)
+    plan.stale = _stale(plan, {m.dst_rel for m in plan.moves})
+    dfolder = posixpath.dirname(item.dst_json)
+    plan.replaced = [_rel(dfolder, p) for p in plan.stale]
     raw = _render(plan)
     overwrite = plan.live_raw is not None
     await _in_folder(
@@ -616,14 +624,27 @@ async def _apply(ctx: _Context, plan: _Plan) -> None:
                 f"{item.dst_json} read back as {len(back)} bytes that differ from the "
                 f"{len(raw)} bytes written"
             )
-    keep = {m.dst_rel for m in plan.moves}
-    bases = {_untagged(m.rel) for m in plan.moves}
-    stale = set(plan.live_paths) - keep
-    for path in item.dst_files:  # tagged shards an interrupted run left behind
-        rel = _rel(dfolder, path)
-        if rel not in keep and _TAGGED.match(posixpath.basename(rel)) and _untagged(rel) in bases:
+
+
+def _stale(plan: _Plan, keep: set[str]) -> list[str]:
+    """Destination files to delete once the model's new version is published.
+
+    The previous version's shards, the ones an earlier run recorded as replaced
+    but could not delete (it was killed before its sweep), and shards named by
+    this module that no version references (an interrupted run's). In a folder
+    shared by several ``<name>.json`` bundles only shards of this model's names
+    count.
+    """
+    item = plan.item
+    dfolder = posixpath.dirname(item.dst_json)
+    present = {_rel(dfolder, p) for p in item.dst_files}
+    own_folder = posixpath.basename(item.dst_json) == MODEL_JSON
+    bases = {_untagged(k) for k in keep}
+    stale = (set(plan.live_paths) | set(plan.replaced)) - keep
+    for rel in present - keep:
+        if "/" not in rel and _TAGGED.match(rel) and (own_folder or _untagged(rel) in bases):
             stale.add(rel)
-    plan.stale = sorted(posixpath.join(dfolder, rel) for rel in stale)
+    return sorted(posixpath.join(dfolder, rel) for rel in stale & present)
 
 
 async def _apply_rewrite(ctx: _Context, plan: _Plan) -> None:
