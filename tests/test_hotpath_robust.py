@@ -120,3 +120,23 @@ def test_a_stalled_request_times_out_and_is_retried(tmp_path):
         assert server.arrivals[first] == 2  # the stalled request, then the retry
     finally:
         server.stop()
+
+
+def test_a_group_of_empty_shards_loads_from_a_generic_store():
+    """A weight of zero elements in an empty shard: no division by a zero-byte shard."""
+    import json
+
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    doc = {
+        "modelTopology": {},
+        "weightsManifest": [
+            {"paths": ["a.bin"], "weights": [{"name": "e", "shape": [0, 3], "dtype": "float32"}]}
+        ],
+    }
+    fs.pipe("/empty-group/m/model.json", json.dumps(doc).encode())
+    fs.pipe("/empty-group/m/a.bin", b"")
+    weights = tfjsfs.load_weights("memory://empty-group/m")
+    assert list(weights) == ["e"]
+    assert weights["e"].shape == (0, 3) and weights["e"].dtype == "float32"

@@ -531,7 +531,7 @@ async def run_blocks(
         elif kind is GenericReader and ranged:
             jobs.append(_read_in_chunks(reader, group, batch, max_inflight))
         elif kind is GenericReader:
-            biggest = max(b.nbytes for b in group)
+            biggest = max(1, max(b.nbytes for b in group))  # empty shards read too
             jobs.append(reader.read_many(group, max(1, min(batch, max_inflight // biggest))))
         else:
             jobs.append(reader.read_many(group, batch))
