@@ -39,7 +39,7 @@ from ..errors import ManifestError, ModelNotFoundError, UnsafePathError
 from ..format.artifacts import ModelArtifacts, ModelArtifactsInfo, SaveResult
 from ..format.layouts import DEFAULT_SHARD_SIZE, MODEL_JSON, ShardPlan, plan_bundle
 from ..format.manifest import ModelJSON, WeightGroup
-from ..io.location import name_in_folder
+from ..io.location import locate_shard, name_in_folder
 from ..io.resolve import resolve
 from ..io.writer import (
     RETIRED_PREFIX,
@@ -536,9 +536,18 @@ class ModelStore:
 
     def weight_files(self, name: str, doc: ModelJSON) -> list[str]:
         """The weight files *doc* (bundle *name*'s model.json) names, in manifest order,
-        relative to the bundle folder."""
-        json_path = self.json_path(name)
-        return self._shard_paths(BundleSummary(name, json_path, 0, None, doc))
+        relative to the bundle folder.
+
+        Raises
+        ------
+        UnsafePathError
+            A manifest path that does not resolve inside the bundle folder.
+        """
+        return [
+            locate_shard("", path, kind="key", source=f"{name}/{MODEL_JSON}")
+            for group in doc.weights_manifest
+            for path in group.paths
+        ]
 
     def served(self, name: str, data: bytes) -> None:
         """Note that model.json *data* of bundle *name* was sent to a client.
@@ -554,7 +563,8 @@ class ModelStore:
             doc = ModelJSON.parse(data, f"{name}/{MODEL_JSON}", require_topology=False)
         except (ManifestError, UnsafePathError):
             return
-        self._served.setdefault(json_path, set()).update(self.weight_files(name, doc))
+        summary = BundleSummary(name, json_path, 0, None, doc)
+        self._served.setdefault(json_path, set()).update(self._shard_paths(summary))
         self._served_tags.add(key)
 
     async def _open(self, name: str, file: str) -> OpenedFile:
