@@ -303,7 +303,7 @@ def _copy_many(args: argparse.Namespace, *, move: bool) -> int:
             progress=callback,
             src_options=opts["src_options"],
             dst_options=opts["dst_options"],
-            **opts["storage_options"],
+            storage_options=opts["storage_options"],
         )
     finally:
         _close(callback)
@@ -314,7 +314,9 @@ def _copy_many(args: argparse.Namespace, *, move: bool) -> int:
             print(f"FAILED {row.src}: {row.error}", file=sys.stderr)
             continue
         if move:
-            remove_model(row.src, **{**opts["storage_options"], **opts["src_options"]})
+            remove_model(
+                row.src, storage_options={**opts["storage_options"], **opts["src_options"]}
+            )
         print(f"{'moved' if move else 'copied'} {row.src} -> {row.dst} ({human_size(row.bytes)})")
     done = len(frame) - failed
     total = int(frame.loc[frame.ok, "bytes"].sum()) if len(frame) else 0
@@ -362,12 +364,12 @@ def cmd_rm(args: argparse.Namespace) -> int:
             targets.append(url)
     for url in targets:
         if args.dry_run:
-            files = remove_model_files(url, **opts)
+            files = remove_model_files(url, storage_options=opts)
             print(f"would remove {url} ({len(files)} files: model JSON first)")
             for f in files:
                 print(f"  {f}")
             continue
-        info = remove_model(url, **opts)
+        info = remove_model(url, storage_options=opts)
         print(f"removed {url} ({human_size(info.weight_data_bytes)})")
     return 0
 
@@ -433,7 +435,7 @@ def _verify_cluster(args: argparse.Namespace, opts: dict[str, Any]) -> int:
             values=args.values,
             strict=args.strict,
             progress=callback,
-            **opts,
+            storage_options=opts,
         )
     finally:
         _close(callback)
@@ -523,7 +525,11 @@ def cmd_scan(args: argparse.Namespace) -> int:
     callback = progress(args, "scan", unit="model")
     try:
         frame = bulk.scan(
-            args.prefix, args.scheduler, values=args.values, progress=callback, **_opts(args)
+            args.prefix,
+            args.scheduler,
+            values=args.values,
+            progress=callback,
+            storage_options=_opts(args),
         )
     finally:
         _close(callback)

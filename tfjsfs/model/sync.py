@@ -43,7 +43,7 @@ from typing import Any
 from fsspec.asyn import get_loop, sync
 from fsspec.callbacks import DEFAULT_CALLBACK, Callback
 
-from .._util.concurrency import gather_bounded
+from .._util.concurrency import gather_bounded, sync_twin
 from .._util.entries import content_md5, entity_tag
 from .._util.retry import RetryPolicy, with_retries
 from ..errors import (
@@ -739,7 +739,7 @@ async def _deletions(ctx: _Context, dst: str, droot: str, names: set[str], d_opt
         result = ModelSync(name, DELETED, "", b.json_path, removed=[b.json_path])
         if not ctx.opts.dry_run:
             try:
-                await remove_model_async(b.url, **d_opts)
+                await remove_model_async(b.url, storage_options=d_opts)
             except (TFJSError, OSError) as exc:
                 result.action, result.error = ERROR, f"cannot delete: {exc}"
         results.append(result)
@@ -851,7 +851,8 @@ def _failed(item: _Item, exc: BaseException) -> ModelSync:
     return ModelSync(item.name, ERROR, item.src_json, item.dst_json, error=detail)
 
 
-def sync_models(src: Any, dst: Any, **options: Any) -> SyncReport:
+@sync_twin(sync_models_async)
+def sync_models() -> SyncReport:
     """Make every bundle under *dst* match the one under *src*, sending only changes.
 
     Parameters
@@ -897,4 +898,3 @@ def sync_models(src: Any, dst: Any, **options: Any) -> SyncReport:
     >>> sync_models("s3://a/models", "gs://b/models", delete=True).summary()  # doctest: +SKIP
     '0 new, 1 changed (4.0 MiB sent), 199 unchanged, 0 deleted in 1.2 s'
     """
-    return sync(get_loop(), sync_models_async, src, dst, **options)
