@@ -206,7 +206,7 @@ def bench_scan(s3: dict, *, sizes: list[int], repeats: int, cluster: bool) -> di
                 url = f"s3://{s3['bucket']}/{prefix}"
 
                 def once(client=client, url=url, n=n):
-                    frame = bulk.scan(url, client, **s3["fs_options"])
+                    frame = bulk.scan(url, client, storage_options=s3["fs_options"])
                     if len(frame) != n or not frame.ok.all():
                         raise RuntimeError(f"scan found {len(frame)} bundles, expected {n}")
 

@@ -152,7 +152,7 @@ def _check_scan(frame, prefix: str, facts: dict, broken: dict) -> None:
 def test_scan_on_a_cluster_finds_every_bundle_and_flags_the_broken(client, s3_models):
     prefix, options, facts, broken = s3_models
     with distributed.get_task_stream(client) as stream:
-        frame = bulk.scan(prefix, client, **options)
+        frame = bulk.scan(prefix, client, storage_options=options)
     _check_scan(frame, prefix, facts, broken)
     workers = {t["worker"] for t in stream.data if "_scan_chunk" in str(t["key"])}
     assert workers == set(client.scheduler_info()["workers"])  # both processes worked
@@ -167,7 +167,7 @@ def test_filesystem_instances_ship_to_workers(client, s3_models, s3_server):
     prefix, _, facts, broken = s3_models
     fs = s3_server.filesystem()  # no options: the instance itself is pickled to the workers
     subset = f"{prefix}/set1"
-    frame = bulk.scan(subset, client, fs=fs)
+    frame = bulk.scan(subset, client, storage_options={"fs": fs})
     names = {u[len(subset) + 1 :] for u in frame.url}
     assert names == {n[5:] for n in [*facts, *broken] if n.startswith("set1/")}
     assert {u[len(subset) + 1 :] for u in frame.url[~frame.ok]} == {
@@ -190,13 +190,13 @@ def test_copy_all_to_gcs_on_a_cluster_and_verify_all(client, s3_models, gcs_serv
     assert all(frame.error[~frame.ok])
     for row in frame[frame.ok].itertuples():
         assert row.bytes == facts[row.src[len(prefix) + 1 :]]["bytes"]
-    listed = tfjsfs.list_models(dst, **gcs_server.storage_options)
+    listed = tfjsfs.list_models(dst, storage_options=gcs_server.storage_options)
     assert {u[len(dst) + 1 :] for u in listed} == copied
     for name in sorted(facts)[:5]:  # values equal
         want = tfjsfs.load_weights(f"{prefix}/{name}", storage_options=options)
         got = tfjsfs.load_weights(f"{dst}/{name}", storage_options=gcs_server.storage_options)
         assert {k: v.tolist() for k, v in got.items()} == {k: v.tolist() for k, v in want.items()}
-    checked = bulk.verify_all(dst, client, **gcs_server.storage_options)
+    checked = bulk.verify_all(dst, client, storage_options=gcs_server.storage_options)
     assert len(checked) == len(copied) and checked.ok.all()
 
 

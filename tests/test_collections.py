@@ -42,7 +42,7 @@ def _cli(store, *args):
 
 def test_list_models_finds_every_bundle_of_a_folder(collection):
     store, made = collection
-    found = tfjsfs.list_models(store.url("models"), **store.options)
+    found = tfjsfs.list_models(store.url("models"), storage_options=store.options)
     assert sorted(found) == sorted(store.url("models", name) for name in made.bundles)
     assert len(found) == 40
     for name, want in made.bundles.items():
@@ -60,7 +60,7 @@ def test_list_models_finds_every_bundle_of_a_folder(collection):
 
 def test_bulk_scan_and_copy_all_find_every_bundle(collection, tmp_path):
     store, made = collection
-    frame = tfjsfs.bulk.scan(store.url("models"), **store.options)
+    frame = tfjsfs.bulk.scan(store.url("models"), storage_options=store.options)
     assert sorted(frame["url"]) == sorted(store.url("models", n) for n in made.bundles)
     assert frame["ok"].all(), frame[~frame["ok"]]["problems"].tolist()
     quantized = {q for q in frame["quantization"] if q}

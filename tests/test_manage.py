@@ -83,7 +83,7 @@ def test_copy_move_remove_between_stores(store_factory, src_kind, dst_kind):
         assert dst.fs.cat_file(dst.inner("copy", name)) == writer.fs.cat_file(
             writer.inner("models", "m", name)
         )
-    listed = tfjsfs.list_models(dst.base, **dst.options)
+    listed = tfjsfs.list_models(dst.base, storage_options=dst.options)
     assert list(listed) == [dst.url("copy")]
     assert (
         listed[dst.url("copy")].weight_data_bytes == result.model_artifacts_info.weight_data_bytes
@@ -96,9 +96,9 @@ def test_copy_move_remove_between_stores(store_factory, src_kind, dst_kind):
         assert moved.url.endswith("moved/model.json")
         assert_same_weights(dst.load("moved"), expected)
         assert src.files("models", "m") == []
-        assert tfjsfs.list_models(src.base, **src.options) == {}
+        assert tfjsfs.list_models(src.base, storage_options=src.options) == {}
 
-    info = tfjsfs.remove_model(dst.url("copy"), **dst.options)
+    info = tfjsfs.remove_model(dst.url("copy"), storage_options=dst.options)
     assert info.weight_data_bytes == result.model_artifacts_info.weight_data_bytes
     assert dst.files("copy") == []
     with pytest.raises(ModelNotFoundError):
@@ -172,7 +172,7 @@ def test_list_models_one_listing_on_s3(store_factory):
 
     fs._call_s3 = counting
     try:
-        found = tfjsfs.list_models(store.base, fs=fs)
+        found = tfjsfs.list_models(store.base, storage_options={"fs": fs})
     finally:
         fs._call_s3 = original
     assert len(found) == 30
@@ -364,7 +364,7 @@ def test_remove_deletes_model_json_first(store_factory):
     planned = remove_model_files(url)
     assert planned[0].endswith("/model.json") and len(planned) == len(files)
     assert store.files("models", "m") == files  # dry run deletes nothing
-    tfjsfs.remove_model(url, fs=fs)
+    tfjsfs.remove_model(url, storage_options={"fs": fs})
     log = [p for p in RecordingMemoryFS.log if not p.endswith("/m")]
     assert log[0].endswith("/models/m/model.json")
     assert sorted(p.rsplit("/", 1)[-1] for p in log) == sorted(files)
@@ -449,7 +449,7 @@ def test_killed_copy_leaves_no_visible_bundle(store_factory, tmp_path, dst_kind)
     assert proc.returncode == -signal.SIGKILL
     left = dst.files("m")
     assert left and "model.json" not in left  # shards were being written, no model.json
-    assert tfjsfs.list_models(dst.base, **dst.options) == {}
+    assert tfjsfs.list_models(dst.base, storage_options=dst.options) == {}
     with pytest.raises(ModelNotFoundError):
         tfjsfs.load_model(dst.url("m"), storage_options=dst.options)
     # a later copy over the debris succeeds and is complete

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Sequence
+import warnings
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..errors import CLIError
 
-__all__ = ["parse_options", "parse_size"]
+__all__ = ["parse_options", "parse_size", "storage_options_of"]
 
 
 def _value(text: str) -> Any:
@@ -68,3 +69,23 @@ def parse_size(text: str) -> int:
             f"size must be a positive whole number of bytes: {text!r}"
         )
     return int(value)
+
+
+def storage_options_of(
+    storage_options: Mapping[str, Any] | None, loose: Mapping[str, Any], where: str
+) -> dict[str, Any]:
+    """*storage_options* plus options still passed as loose keywords (deprecated).
+
+    Loose keywords (``list_models(prefix, anon=True)``) are accepted for one
+    release with a ``DeprecationWarning`` naming *where*; ``storage_options=``
+    is the one way to pass them.
+    """
+    if loose:
+        names = ", ".join(sorted(loose))
+        warnings.warn(
+            f"{where}: passing storage options as keywords ({names}) is deprecated; "
+            f"use storage_options={{...}}",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+    return {**dict(storage_options or {}), **dict(loose)}

@@ -1,4 +1,8 @@
-"""The ``tfjsfs`` command line: :func:`main` parses, one function per subcommand runs.
+"""The ``tfjsfs`` command line.
+
+:mod:`.main` assembles the parser from one module per command family (each
+adds its subcommands with ``add_parser``); :mod:`.arguments` and
+:mod:`.output` hold what the commands share.
 
 Nothing else in the package imports this layer.
 """

@@ -12,8 +12,9 @@ from .._util.options import parse_size
 from ..errors import CLIError
 from ..format.summary import human_size
 from ..model.cache import CacheEntry, cache_dir, cache_entries, prune_cache, remove_cached
+from .arguments import add_command
 
-__all__ = ["add_cache_parser", "cmd_cache"]
+__all__ = ["add_parser", "cmd_cache"]
 
 EPILOG = """\
 examples:
@@ -89,9 +90,15 @@ def cmd_cache(args: argparse.Namespace) -> int:
     return _ACTIONS[args.action](args)
 
 
-def add_cache_parser(add: Callable[..., argparse.ArgumentParser]) -> None:
-    """Add ``cache`` through *add* (``add(name, func, help, epilog)`` of the main parser)."""
-    p = add("cache", cmd_cache, "list, remove or prune the local cache of remote models", EPILOG)
+def add_parser(subparsers: Any) -> None:
+    """Add ``cache`` (``ls``, ``rm`` or ``prune``)."""
+    p = add_command(
+        subparsers,
+        "cache",
+        cmd_cache,
+        "list, remove or prune the local cache of remote models",
+        EPILOG,
+    )
     p.add_argument("action", choices=sorted(_ACTIONS), help="ls, rm or prune")
     p.add_argument("urls", nargs="*", metavar="URL", help="rm: model JSON URLs (or prefixes)")
     p.add_argument("--all", action="store_true", help="rm: every cached model")

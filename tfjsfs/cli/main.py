@@ -15,26 +15,14 @@ import traceback
 from collections.abc import Sequence
 
 from .. import __version__
-from .._util.options import parse_size
 from ..errors import CLIError, TFJSError
-from ..server.options import add_serve_arguments
-from .cache import add_cache_parser
-from .commands import (
-    cmd_cat,
-    cmd_cp,
-    cmd_info,
-    cmd_ls,
-    cmd_mv,
-    cmd_rewrite,
-    cmd_rm,
-    cmd_scan,
-    cmd_serve,
-    cmd_verify,
-)
-from .sync import EXAMPLES as SYNC_EXAMPLES
-from .sync import add_sync_arguments, cmd_sync
+from . import cache, checking, copying, listing, serving, sync, tensor
+from .arguments import add_common
 
-__all__ = ["main"]
+__all__ = ["COMMAND_MODULES", "build_parser", "main"]
+
+#: the modules that add subcommands, in ``--help`` order
+COMMAND_MODULES = (listing, tensor, copying, sync, checking, serving, cache)
 
 EPILOG = """\
 examples:
@@ -64,181 +52,24 @@ storage options:
 """
 
 
-# ------------------------------------------------------------------ parser
-
-
-def _common(parser: argparse.ArgumentParser, *, top: bool) -> None:
-    sup = None if top else argparse.SUPPRESS
-    parser.add_argument(
-        "-o",
-        "--option",
-        dest="options" if top else "options_sub",
-        action="append",
-        metavar="KEY=VALUE",
-        help="storage option for the filesystem (repeatable)",
-    )
-    parser.add_argument(
-        "--debug", action="store_true", default=sup or False, help="show tracebacks"
-    )
-    group = parser.add_mutually_exclusive_group()
-    group.add_argument(
-        "-q", "--quiet", action="store_true", default=sup or False, help="no progress bars"
-    )
-    group.add_argument(
-        "--progress",
-        action="store_true",
-        default=sup or False,
-        help="progress bars even when stderr is not a terminal",
-    )
-
-
-def _copy_args(p: argparse.ArgumentParser, *, scheduler: bool = True) -> None:
-    p.add_argument("src", help="source model (or prefix with -r)")
-    p.add_argument("dst", help="destination model folder or .json (or prefix with -r)")
-    p.add_argument("-r", "--recursive", action="store_true", help="every model under SRC")
-    p.add_argument("--overwrite", action="store_true", help="replace existing destinations")
-    p.add_argument("--shard-size", type=parse_size, metavar="SIZE", help="re-shard (e.g. 4MiB)")
-    p.add_argument(
-        "--quantize",
-        action="append",
-        metavar="DTYPE[=PATTERNS]",
-        help="quantize float32 weights: uint8, uint16 or float16, optionally only "
-        "names matching comma-separated patterns (repeatable)",
-    )
-    p.add_argument("--dequantize", action="store_true", help="store quantized weights as float32")
-    p.add_argument("--no-verify", action="store_true", help="skip reading the copy back")
-    p.add_argument("--dry-run", action="store_true", help="show what would happen")
-    p.add_argument("--src-option", action="append", metavar="KEY=VALUE", help="source-only option")
-    p.add_argument("--dst-option", action="append", metavar="KEY=VALUE", help="dest-only option")
-    p.add_argument(
-        "--scheduler",
-        metavar="ADDRESS",
-        help="with -r: run on this Dask scheduler (e.g. tcp://127.0.0.1:8786)",
-    )
-
-
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser (exposed for documentation tools)."""
-    fmt = argparse.RawDescriptionHelpFormatter
+    """The argument parser (exposed for documentation tools).
+
+    Each command module adds its own subcommands (``add_parser(subparsers)``);
+    this only assembles them, families in the order ``--help`` lists them.
+    """
     parser = argparse.ArgumentParser(
         prog="tfjsfs",
         description="TensorFlow.js model bundles on any fsspec store: list, inspect, copy, "
         "move, remove, verify and serve them.",
         epilog=EPILOG,
-        formatter_class=fmt,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"tfjsfs {__version__}")
-    _common(parser, top=True)
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-
-    def add(name: str, func, help: str, epilog: str | None = None) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help, description=help, epilog=epilog, formatter_class=fmt)
-        _common(p, top=False)
-        p.set_defaults(func=func)
-        return p
-
-    p = add(
-        "ls", cmd_ls, "list every model under a prefix", "example:\n  tfjsfs ls s3://b/models/"
-    )
-    p.add_argument("prefix", help="folder, bucket prefix or model")
-    p.add_argument("--json", action="store_true", help="JSON list of models (for scripts)")
-
-    p = add("info", cmd_info, "summarise one model: layers, inputs, outputs, weights")
-    p.add_argument("url", help="model folder or model JSON")
-    p.add_argument("--json", action="store_true", help="JSON output")
-    p.add_argument("--no-weights", action="store_true", help="leave out the weight table")
-
-    p = add(
-        "cp",
-        cmd_cp,
-        "copy models between stores (streamed, verified, never torn)",
-        "examples:\n  tfjsfs cp ./m s3://b/models/m\n  tfjsfs cp -r s3://a/models gs://b/models",
-    )
-    _copy_args(p)
-    p = add("mv", cmd_mv, "move models (the source is deleted after a verified copy)")
-    _copy_args(p)
-
-    p = add("sync", cmd_sync, "make DST match SRC, sending only changed shards", SYNC_EXAMPLES)
-    add_sync_arguments(p)
-
-    p = add(
-        "rm",
-        cmd_rm,
-        "remove models (model JSON first, then shards)",
-        "examples:\n  tfjsfs rm s3://b/models/m\n  tfjsfs rm -r --dry-run s3://b/old/",
-    )
-    p.add_argument("urls", nargs="+", metavar="URL")
-    p.add_argument("-r", "--recursive", action="store_true", help="every model under each URL")
-    p.add_argument("--dry-run", action="store_true", help="list what would be removed")
-
-    p = add(
-        "verify",
-        cmd_verify,
-        "check models deeply; exit status 1 when any has errors",
-        "examples:\n  tfjsfs verify ./m\n  tfjsfs verify -r --values s3://b/models/",
-    )
-    p.add_argument("urls", nargs="+", metavar="URL")
-    p.add_argument("-r", "--recursive", action="store_true", help="every model under each URL")
-    p.add_argument("--values", action="store_true", help="decode every weight; report NaN/inf")
-    p.add_argument("--strict", action="store_true", help="warnings fail too")
-    p.add_argument("--allow-outside", action="store_true", help="accept shards outside the folder")
-    p.add_argument("--json", action="store_true", help="JSON output")
-    p.add_argument("--scheduler", metavar="ADDRESS", help="run on this Dask scheduler")
-
-    p = add(
-        "cat",
-        cmd_cat,
-        "print one tensor as text, or write it as .npy",
-        "examples:\n  tfjsfs cat ./m dense/kernel\n  tfjsfs cat ./m dense/kernel -O k.npy",
-    )
-    p.add_argument("url", help="model folder or model JSON")
-    p.add_argument("weight", help="weight name, e.g. dense/kernel")
-    p.add_argument("-O", "--output", metavar="FILE", help="write here (.npy → binary)")
-    p.add_argument("--npy", action="store_true", help="write .npy bytes (stdout unless -O)")
-    p.add_argument("--full", action="store_true", help="print every value")
-
-    for name, helptext in (
-        ("quantize", "rewrite a model with quantized weights (in place unless DST)"),
-        ("reshard", "rewrite a model with another shard size (in place unless DST)"),
-    ):
-        p = add(name, cmd_rewrite, helptext)
-        p.add_argument("url", help="model folder or model JSON")
-        p.add_argument("dst", nargs="?", help="write here instead of in place")
-        p.add_argument("--overwrite", action="store_true", help="replace an existing DST")
-        if name == "quantize":
-            p.add_argument("--dtype", required=True, choices=("uint8", "uint16", "float16"))
-            p.add_argument(
-                "--weights",
-                action="append",
-                metavar="PATTERN",
-                help="only weights matching this fnmatch pattern (repeatable)",
-            )
-            p.add_argument("--shard-size", type=parse_size, metavar="SIZE", help="also re-shard")
-        else:
-            p.add_argument("--shard-size", type=parse_size, required=True, metavar="SIZE")
-
-    p = add(
-        "scan",
-        cmd_scan,
-        "summarise and check every model under a prefix (bulk, Dask-capable)",
-        "example:\n  tfjsfs scan --scheduler tcp://127.0.0.1:8786 --csv s3://b/models/",
-    )
-    p.add_argument("prefix")
-    p.add_argument("--values", action="store_true", help="also decode every weight")
-    p.add_argument("--scheduler", metavar="ADDRESS", help="run on this Dask scheduler")
-    out = p.add_mutually_exclusive_group()
-    out.add_argument("--json", action="store_true", help="JSON records")
-    out.add_argument("--csv", action="store_true", help="CSV")
-
-    p = add(
-        "serve",
-        cmd_serve,
-        "serve a model store over HTTP for TF.js (loads and uploads)",
-        "examples:\n  tfjsfs serve ./models\n"
-        "  TFJSFS_TOKEN=… tfjsfs serve s3://b/models --allow-origin http://127.0.0.1:3000",
-    )
-    add_serve_arguments(p)
-    add_cache_parser(add)
+    add_common(parser, top=True)
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in COMMAND_MODULES:
+        module.add_parser(subparsers)
     return parser
 
 

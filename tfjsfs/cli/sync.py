@@ -9,13 +9,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Any
 
 from .._util.options import parse_options, parse_size
-from ..format.summary import human_size
 from ..model.sync import CHANGED, DELETED, ERROR, NEW, SyncReport, sync_models
-from .commands import _close, _opts, parse_quantize, progress
+from .arguments import add_command, parse_quantize, storage_options
+from .output import close, human_size, progress
 
-__all__ = ["add_sync_arguments", "cmd_sync"]
+__all__ = ["add_parser", "add_sync_arguments", "cmd_sync"]
 
 EXAMPLES = """\
 examples:
@@ -24,6 +25,14 @@ examples:
   tfjsfs sync --include 'vision/*' --json ./models s3://b/models
   tfjsfs sync --scheduler tcp://127.0.0.1:8786 s3://a/models gs://b/models
 """
+
+
+def add_parser(subparsers: Any) -> None:
+    """Add ``sync``."""
+    p = add_command(
+        subparsers, "sync", cmd_sync, "make DST match SRC, sending only changed shards", EXAMPLES
+    )
+    add_sync_arguments(p)
 
 
 def add_sync_arguments(p: argparse.ArgumentParser) -> None:
@@ -94,12 +103,12 @@ def cmd_sync(args: argparse.Namespace) -> int:
             quantize=parse_quantize(args.quantize),
             callback=callback,
             scheduler=args.scheduler,
-            storage_options=_opts(args),
+            storage_options=storage_options(args),
             src_options=parse_options(args.src_option),
             dst_options=parse_options(args.dst_option),
         )
     finally:
-        _close(callback)
+        close(callback)
     if args.json:
         json.dump(report.to_json(), sys.stdout, indent=2)
         sys.stdout.write("\n")

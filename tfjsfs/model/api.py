@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from fsspec.callbacks import DEFAULT_CALLBACK, Callback
 
-from .._util.concurrency import run_sync
+from .._util.concurrency import sync_twin
 from .._util.progress import progress_callback
 from ..errors import (
     ManifestError,
@@ -173,8 +173,9 @@ def _artifacts_from(bundle: Bundle, buffer: np.ndarray) -> ModelArtifacts:
     return artifacts
 
 
-def load_model(url: Any, **options: Any) -> ModelArtifacts:
-    return run_sync(load_model_async(url, **options))
+@sync_twin(load_model_async)
+def load_model() -> ModelArtifacts:  # docstring below: it shares the options' part
+    pass
 
 
 load_model.__doc__ = (
@@ -253,10 +254,9 @@ async def load_weights_async(
     return await _with_bundle(url, config, load, validate=names is not None)
 
 
-def load_weights(
-    url: Any, names: Sequence[str] | None = None, **options: Any
-) -> dict[str, np.ndarray]:
-    return run_sync(load_weights_async(url, names, **options))
+@sync_twin(load_weights_async)
+def load_weights() -> dict[str, np.ndarray]:  # docstring below: it shares the options' part
+    pass
 
 
 load_weights.__doc__ = (
@@ -343,7 +343,8 @@ async def _save_bundle(fs, path, artifacts, layout, shard_size, name, overwrite,
     return SaveResult(artifacts.info(), url=json_path, files=files)
 
 
-def save_model(artifacts: ModelArtifacts, url: Any, **options: Any) -> SaveResult:
+@sync_twin(save_model_async)
+def save_model() -> SaveResult:
     """Save a bundle (TF.js ``model.save(url)``); shards first, model.json last.
 
     Parameters
@@ -369,7 +370,6 @@ def save_model(artifacts: ModelArtifacts, url: Any, **options: Any) -> SaveResul
     -------
     SaveResult
     """
-    return run_sync(save_model_async(artifacts, url, **options))
 
 
 def requantize(artifacts: ModelArtifacts, quantize: str | Mapping[str, Any]) -> ModelArtifacts:

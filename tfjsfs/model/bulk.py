@@ -29,6 +29,7 @@ from fsspec.asyn import get_loop, sync
 from fsspec.callbacks import DEFAULT_CALLBACK, Callback
 
 from .._util.concurrency import gather_bounded
+from .._util.options import storage_options_of
 from ..errors import TFJSError
 from ..format.manifest import ModelJSON
 from ..io.resolve import resolve
@@ -187,7 +188,8 @@ def scan(
     values: bool = False,
     strict: bool = False,
     progress: Callback | None = None,
-    **storage_options: Any,
+    storage_options: Mapping[str, Any] | None = None,
+    **deprecated_options: Any,
 ):
     """One row per bundle under *prefix*, with its summary and its problems.
 
@@ -206,8 +208,10 @@ def scan(
         Warnings make a bundle fail too (``ok`` False), as in ``tfjsfs verify --strict``.
     progress : fsspec.callbacks.Callback, optional
         Counts bundles done.
-    **storage_options
+    storage_options : dict, optional
         Options for the filesystem; they are pickled to the workers.
+    **deprecated_options
+        Storage options as loose keywords: deprecated (``DeprecationWarning``).
 
     Returns
     -------
@@ -218,6 +222,7 @@ def scan(
         failures: :func:`tfjsfs.model.verify.failures`) and ``problems``
         (list of messages, warnings included).
     """
+    storage_options = storage_options_of(storage_options, deprecated_options, "scan")
     found = discover(prefix, storage_options)
     items = [(b.url, b.json_path, b.shard_sizes()) for b in found]
     rows = _run_tasks(
@@ -257,7 +262,8 @@ def verify_all(
     values: bool = True,
     strict: bool = False,
     progress: Callback | None = None,
-    **storage_options: Any,
+    storage_options: Mapping[str, Any] | None = None,
+    **deprecated_options: Any,
 ):
     """Verify many bundles deeply (:func:`tfjsfs.model.verify.verify_model` each).
 
@@ -272,7 +278,10 @@ def verify_all(
         Warnings (non-finite values among them) fail too, as in
         ``tfjsfs verify --strict``.
     progress : fsspec.callbacks.Callback, optional
-    **storage_options
+    storage_options : dict, optional
+        Options for the filesystem; they are pickled to the workers.
+    **deprecated_options
+        Storage options as loose keywords: deprecated (``DeprecationWarning``).
 
     Returns
     -------
@@ -280,6 +289,7 @@ def verify_all(
         Columns ``url``, ``ok``, ``errors`` (what fails the bundle, see
         :func:`tfjsfs.model.verify.failures`), ``warnings`` (the rest).
     """
+    storage_options = storage_options_of(storage_options, deprecated_options, "verify_all")
     if isinstance(targets, (str, os.PathLike)):
         urls = [b.url for b in discover(os.fspath(targets), storage_options)]
     else:
@@ -343,7 +353,8 @@ def copy_all(
     progress: Callback | None = None,
     src_options: Mapping[str, Any] | None = None,
     dst_options: Mapping[str, Any] | None = None,
-    **storage_options: Any,
+    storage_options: Mapping[str, Any] | None = None,
+    **deprecated_options: Any,
 ):
     """Copy every bundle under *src_prefix* to the same place under *dst_prefix*.
 
@@ -360,13 +371,18 @@ def copy_all(
     progress : fsspec.callbacks.Callback, optional
         Counts bundles done.
     src_options, dst_options : dict, optional
-        Options for one side; ``**storage_options`` apply to both.
+        Options for one side (override *storage_options*).
+    storage_options : dict, optional
+        Options for both sides.
+    **deprecated_options
+        Storage options as loose keywords: deprecated (``DeprecationWarning``).
 
     Returns
     -------
     pandas.DataFrame
         Columns ``src``, ``dst``, ``ok``, ``bytes``, ``files``, ``error``.
     """
+    storage_options = storage_options_of(storage_options, deprecated_options, "copy_all")
     s_opts = {**storage_options, **dict(src_options or {})}
     d_opts = {**storage_options, **dict(dst_options or {})}
     found = discover(src_prefix, s_opts)

@@ -32,8 +32,9 @@ from typing import Any
 from fsspec.callbacks import DEFAULT_CALLBACK, Callback
 from fsspec.implementations.memory import MemoryFileSystem
 
-from .._util.concurrency import gather_bounded, run_sync
+from .._util.concurrency import gather_bounded, run_sync, sync_twin
 from .._util.entries import modified_time
+from .._util.options import storage_options_of
 from ..errors import (
     BundleExistsError,
     FormatError,
@@ -252,12 +253,17 @@ def _model_text(raw: bytes | None) -> bool:
 
 
 async def list_models_async(
-    prefix: str, *, on_error: str = "skip", **storage_options: Any
+    prefix: str,
+    *,
+    on_error: str = "skip",
+    storage_options: Mapping[str, Any] | None = None,
+    **deprecated_options: Any,
 ) -> dict[str, ModelArtifactsInfo]:
     """Coroutine twin of :func:`list_models`."""
+    options = storage_options_of(storage_options, deprecated_options, "list_models")
     if on_error not in ("skip", "raise"):
         raise ValueError(f"on_error must be 'skip' or 'raise', not {on_error!r}")
-    fs, path = resolve(prefix, **storage_options)
+    fs, path = resolve(prefix, **options)
     out = {}
     for bundle in await find_bundles(fs, path, os.fspath(prefix)):
         if bundle.doc is None:
@@ -268,9 +274,8 @@ async def list_models_async(
     return out
 
 
-def list_models(
-    prefix: str, *, on_error: str = "skip", **storage_options: Any
-) -> dict[str, ModelArtifactsInfo]:
+@sync_twin(list_models_async, loose_storage_options=True)
+def list_models() -> dict[str, ModelArtifactsInfo]:
     """Every bundle under *prefix*, as TF.js's ``tf.io.listModels`` reports them.
 
     One recursive listing finds the bundles (never one request per object);
@@ -284,8 +289,11 @@ def list_models(
         ``tfjs+…://`` or ``tfjs::…``.
     on_error : {"skip", "raise"}
         What to do with a model JSON that cannot be read or parsed.
-    **storage_options
+    storage_options : dict, optional
         Options for the inner filesystem.
+    **deprecated_options
+        Storage options as loose keywords: deprecated (``DeprecationWarning``),
+        use *storage_options*.
 
     Returns
     -------
@@ -299,7 +307,6 @@ def list_models(
     >>> list_models("s3://bucket/models/")  # doctest: +SKIP
     {'s3://bucket/models/mnist': ModelArtifactsInfo(...), ...}
     """
-    return run_sync(list_models_async(prefix, on_error=on_error, **storage_options))
 
 
 # ------------------------------------------------------------------ copying
@@ -414,7 +421,8 @@ async def _copy_from_handler(src, dst, shard_size, quantize, overwrite, callback
     )
 
 
-def copy_model(src: Any, dst: Any, **options: Any) -> SaveResult:
+@sync_twin(copy_model_async)
+def copy_model() -> SaveResult:
     """Copy a bundle between any two stores (TF.js ``tf.io.copyModel``).
 
     Shards stream one by one (at most ``concurrency`` in memory); nothing is
@@ -470,19 +478,45 @@ def copy_model(src: Any, dst: Any, **options: Any) -> SaveResult:
     TransferError
         What was read back differs from what was written (nothing published).
     """
-    return run_sync(copy_model_async(src, dst, **options))
 
 
-async def move_model_async(src: Any, dst: Any, **options: Any) -> SaveResult:
+async def move_model_async(
+    src: Any,
+    dst: Any,
+    *,
+    overwrite: bool = False,
+    shard_size: int | None = None,
+    quantize: str | Mapping[str, Any] | None = None,
+    dequantize: bool = False,
+    callback: Callback | None = None,
+    concurrency: int = DEFAULT_WRITE_CONCURRENCY,
+    allow_outside: bool = False,
+    storage_options: Mapping[str, Any] | None = None,
+    src_options: Mapping[str, Any] | None = None,
+    dst_options: Mapping[str, Any] | None = None,
+) -> SaveResult:
     """Coroutine twin of :func:`move_model`."""
-    options["verify"] = True
-    s_opts = _options(options.get("storage_options"), options.get("src_options"))
-    result = await copy_model_async(src, dst, **options)
-    await remove_model_async(src, **s_opts)
+    result = await copy_model_async(
+        src,
+        dst,
+        overwrite=overwrite,
+        shard_size=shard_size,
+        quantize=quantize,
+        dequantize=dequantize,
+        verify=True,
+        callback=callback,
+        concurrency=concurrency,
+        allow_outside=allow_outside,
+        storage_options=storage_options,
+        src_options=src_options,
+        dst_options=dst_options,
+    )
+    await remove_model_async(src, storage_options=_options(storage_options, src_options))
     return result
 
 
-def move_model(src: Any, dst: Any, **options: Any) -> SaveResult:
+@sync_twin(move_model_async)
+def move_model() -> SaveResult:
     """Move a bundle (TF.js ``tf.io.moveModel``, without its delete-first bug).
 
     The destination is written and verified first; the source is removed only
@@ -491,14 +525,15 @@ def move_model(src: Any, dst: Any, **options: Any) -> SaveResult:
     Parameters
     ----------
     src, dst : str or os.PathLike
-    **options
-        As for :func:`copy_model` (``verify`` is always on).
+    overwrite, shard_size, quantize, dequantize, callback, concurrency, allow_outside
+        As for :func:`copy_model` (the copy is always verified).
+    storage_options, src_options, dst_options : dict, optional
+        As for :func:`copy_model`.
 
     Returns
     -------
     SaveResult
     """
-    return run_sync(move_model_async(src, dst, **options))
 
 
 # ----------------------------------------------------------------- removing
@@ -555,10 +590,15 @@ async def _remove(
 
 
 async def remove_model_async(
-    url: Any, *, dry_run: bool = False, **storage_options: Any
+    url: Any,
+    *,
+    dry_run: bool = False,
+    storage_options: Mapping[str, Any] | None = None,
+    **deprecated_options: Any,
 ) -> ModelArtifactsInfo:
     """Coroutine twin of :func:`remove_model`."""
-    info, _ = await _remove(url, dry_run, storage_options)
+    options = storage_options_of(storage_options, deprecated_options, "remove_model")
+    info, _ = await _remove(url, dry_run, options)
     return info
 
 
@@ -572,7 +612,8 @@ async def _rm_quietly(fs: Any, path: str) -> None:
         await fs._rm_file(path)
 
 
-def remove_model(url: Any, *, dry_run: bool = False, **storage_options: Any) -> ModelArtifactsInfo:
+@sync_twin(remove_model_async, loose_storage_options=True)
+def remove_model() -> ModelArtifactsInfo:
     """Remove a bundle (TF.js ``tf.io.removeModel``).
 
     model.json goes first, then the shards it names, so no reader ever sees a
@@ -585,7 +626,11 @@ def remove_model(url: Any, *, dry_run: bool = False, **storage_options: Any) -> 
         The model folder or its JSON file.
     dry_run : bool
         Delete nothing (:func:`remove_model_files` lists what would go).
-    **storage_options
+    storage_options : dict, optional
+        Options for the inner filesystem.
+    **deprecated_options
+        Storage options as loose keywords: deprecated (``DeprecationWarning``),
+        use *storage_options*.
 
     Returns
     -------
@@ -598,9 +643,25 @@ def remove_model(url: Any, *, dry_run: bool = False, **storage_options: Any) -> 
     ManifestError
         model.json cannot be parsed (nothing is deleted).
     """
-    return run_sync(remove_model_async(url, dry_run=dry_run, **storage_options))
 
 
-def remove_model_files(url: Any, **storage_options: Any) -> list[str]:
-    """Inner paths :func:`remove_model` would delete, model.json first."""
-    return run_sync(_remove(url, True, storage_options))[1]
+def remove_model_files(
+    url: Any, *, storage_options: Mapping[str, Any] | None = None, **deprecated_options: Any
+) -> list[str]:
+    """Inner paths :func:`remove_model` would delete, model.json first.
+
+    Parameters
+    ----------
+    url : str or os.PathLike
+        The model folder or its JSON file.
+    storage_options : dict, optional
+        Options for the inner filesystem.
+    **deprecated_options
+        Storage options as loose keywords: deprecated (``DeprecationWarning``).
+
+    Returns
+    -------
+    list of str
+    """
+    options = storage_options_of(storage_options, deprecated_options, "remove_model_files")
+    return run_sync(_remove(url, True, options))[1]

@@ -1,0 +1,91 @@
+"""The state one sync run carries: its options, each model's item, moves and plan,
+and the context holding both filesystems."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from fsspec.callbacks import Callback
+
+from ..._util.retry import RetryPolicy, with_retries
+from ...format.manifest import ModelJSON
+from ...io.transfer import digest
+from ...io.writer import DEFAULT_WRITE_CONCURRENCY
+from .report import ModelSync
+
+__all__ = ["Context", "Item", "Move", "Options", "Plan"]
+
+
+@dataclass
+class Options:
+    dry_run: bool = False
+    delete: bool = False
+    checksum: bool = False
+    verify: bool = False
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    concurrency: int = DEFAULT_WRITE_CONCURRENCY
+    rewrite: dict | None = None
+
+
+@dataclass
+class Item:
+    """One source model and the listing entries it needs, on both sides (picklable)."""
+
+    name: str
+    src_json: str
+    dst_json: str
+    src_files: dict[str, dict]
+    dst_files: dict[str, dict]
+
+
+@dataclass
+class Move:
+    """One source shard and where it goes."""
+
+    src: str
+    rel: str
+    size: int
+    stamp: str | None
+    dst_rel: str | None
+    send: bool
+    record: dict
+
+
+@dataclass
+class Plan:
+    item: Item
+    result: ModelSync
+    doc: ModelJSON | None = None
+    raw: bytes = b""
+    moves: list[Move] = field(default_factory=list)
+    groups: list[list[Move]] = field(default_factory=list)
+    live_raw: bytes | None = None
+    live_paths: set[str] = field(default_factory=set)
+    stale: list[str] = field(default_factory=list)
+    sources: dict[str, dict] = field(default_factory=dict)
+    replaced: list[str] = field(default_factory=list)
+
+
+class Context:
+    """Both filesystems and the options; one per process (rebuilt on Dask workers)."""
+
+    def __init__(self, sfs: Any, dfs: Any, opts: Options, callback: Callback):
+        self.sfs, self.dfs, self.opts, self.callback = sfs, dfs, opts, callback
+        self.policy = RetryPolicy()
+        self.hashes: dict[tuple[str, str], str] = {}
+
+    async def read(self, side: str, path: str) -> bytes:
+        fs = self.sfs if side == "src" else self.dfs
+
+        async def attempt(_: int) -> bytes:
+            return bytes(await fs._cat_file(path))
+
+        return await with_retries(attempt, self.policy, path, timeout=self.policy.timeout)
+
+    async def content_hash(self, side: str, path: str) -> str:
+        key = (side, path)
+        if key not in self.hashes:
+            self.hashes[key] = digest(await self.read(side, path)).hex()
+        return self.hashes[key]
