@@ -45,6 +45,7 @@ from typing import Any
 from aiohttp import hdrs, web
 
 from ..errors import BundleExistsError, ModelNotFoundError, UnsafePathError
+from ..format.layout_view import describe_layout
 from .access import server_origin
 from .middleware import json_error, public
 from .modelstore import (
@@ -56,7 +57,7 @@ from .modelstore import (
     topology_summary,
 )
 from .names import store_name
-from .pages import index_html, model_html, page, quote_name
+from .pages import index_html, model_html, page, pages_script, quote_name
 from .upload import DEFAULT_MAX_JSON_BYTES, DEFAULT_SPOOL_MEMORY, read_upload
 
 __all__ = [
@@ -158,6 +159,11 @@ def _description(request: web.Request, s: BundleSummary) -> dict[str, Any]:
     for path, size in s.shard_sizes.items():
         files.append({"path": path, "size": size, "url": _model_url(request, s.name, path)})
     out["files"] = files
+    if doc is not None:
+        layout = describe_layout(doc, files[1:])
+        for item, ranges in zip(weights, layout.pop("ranges"), strict=True):
+            item["ranges"] = ranges
+        out.update(layout)
     return out
 
 
@@ -253,6 +259,17 @@ async def delete_model(request: web.Request) -> web.Response:
 
 
 @public
+async def script(request: web.Request) -> web.Response:
+    """``GET /pages.js``: the pages' script (sorting, filtering, charts, upload)."""
+    return web.Response(
+        body=pages_script(),
+        content_type="text/javascript",
+        charset="utf-8",
+        headers={hdrs.CACHE_CONTROL: "no-cache"},
+    )
+
+
+@public
 async def favicon(request: web.Request) -> web.Response:
     """No icon (keeps browser consoles and access logs free of 404s)."""
     return web.Response(status=204)
@@ -263,6 +280,7 @@ def add_routes(app: web.Application) -> None:
     router = app.router
     router.add_get("/", index)
     router.add_get("/favicon.ico", favicon)
+    router.add_get("/pages.js", script)
     router.add_get("/models", list_models)
     router.add_get("/models/", list_models)
     models = router.add_resource("/models/{tail:.+}")

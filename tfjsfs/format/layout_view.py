@@ -1,0 +1,99 @@
+"""A model's layout as a page shows it: inputs, outputs, groups, shards, byte ranges.
+
+Pure functions over a parsed :class:`~tfjsfs.format.manifest.ModelJSON` and
+the sizes of its shard files (no I/O): the server's model description and
+``tfjsfs info --html`` both use :func:`describe_layout`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ..errors import TFJSError
+from .manifest import ModelJSON, WeightIndex
+from .summary import summarize
+
+__all__ = ["describe_layout", "layer_of", "loader_call"]
+
+
+def loader_call(format_: str | None, model_url: str) -> str:
+    """The TF.js call that loads a model of this *format* from *model_url*.
+
+    ``tf.loadGraphModel`` for ``graph-model`` bundles, ``tf.loadLayersModel``
+    otherwise (TF.js's own default for a model.json with a Keras topology).
+    """
+    fn = "tf.loadGraphModel" if format_ == "graph-model" else "tf.loadLayersModel"
+    return f"const model = await {fn}('{model_url}');"
+
+
+def layer_of(weight_name: str) -> str:
+    """The layer a weight belongs to: its name up to the last ``/``."""
+    head, sep, _ = weight_name.rpartition("/")
+    return head if sep else weight_name
+
+
+def describe_layout(doc: ModelJSON, shard_files: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Inputs, outputs, signature, weight groups and each weight's byte ranges.
+
+    Parameters
+    ----------
+    doc : ModelJSON
+    shard_files : sequence of mapping
+        The bundle's weight files in manifest order, each with ``path``,
+        ``size`` (None when missing) and ``url``.
+
+    Returns
+    -------
+    dict
+        ``summary`` (class, inputs, outputs, parameters), ``signature``,
+        ``groups`` (each with its ``files``, weight count and bytes) and
+        ``ranges``: per weight in manifest order, the ``[url, start, end)``
+        byte ranges that hold it, or None when shards are missing or short.
+    """
+    summary = summarize(doc).to_json()
+    for key in ("weights", "layers", "ops"):
+        summary.pop(key, None)
+    groups: list[dict[str, Any]] = []
+    at = 0
+    for g, group in enumerate(doc.weights_manifest):
+        files = list(shard_files[at : at + len(group.paths)])
+        at += len(group.paths)
+        groups.append(
+            {
+                "index": g,
+                "files": files,
+                "weights": len(group.weights),
+                "bytes": group.expected_bytes,
+            }
+        )
+    return {
+        "summary": summary,
+        "signature": doc.signature,
+        "groups": groups,
+        "ranges": _ranges(doc, groups),
+    }
+
+
+def _ranges(doc: ModelJSON, groups: list[dict[str, Any]]) -> list[Any]:
+    specs = doc.weight_specs
+    sizes = [[f.get("size") for f in g["files"]] for g in groups]
+    complete = all(
+        len(s) == len(g.paths) and all(isinstance(n, int) for n in s)
+        for s, g in zip(sizes, doc.weights_manifest, strict=True)
+    )
+    if not complete:
+        return [None] * len(specs)
+    try:
+        index = WeightIndex(doc.weights_manifest, sizes)
+    except (TFJSError, ValueError):
+        return [None] * len(specs)
+    out: list[Any] = []
+    for spec in specs:
+        loc = index.locations.get(spec.name)
+        if loc is None:
+            out.append(None)
+            continue
+        files = groups[loc.group]["files"]
+        out.append([[files[i]["url"], start, end] for i, start, end in loc.segments])
+    return out
