@@ -26,6 +26,7 @@ from nodejs import parse_last_json
 from serverkit import ServerProcess, assert_same_weights
 
 import tfjsfs
+from tfjsfs.cli.main import main as cli_main
 from tfjsfs.format.summary import human_size
 
 ARTIFACTS_DIR = REPO_ROOT / "test-artifacts"
@@ -121,6 +122,10 @@ def pages_run(tmp_path_factory):
     weight_files = sorted(str(p) for p in picked.glob("*.bin"))
     assert len(weight_files) == 3
 
+    # tfjsfs info --html: the graph model's page as one file, for a store with no server
+    standalone = root / "graph.html"
+    assert cli_main(["info", "--html", str(standalone), str(store / "graph")]) == 0
+
     shots = ARTIFACTS_DIR / "pages"
     shots.mkdir(parents=True, exist_ok=True)
     server = ServerProcess(str(store), "--token", TOKEN)
@@ -134,6 +139,7 @@ def pages_run(tmp_path_factory):
             ],
             "shots": str(shots),
             "filter": "zoo",
+            "standalone": [{"key": "graph", "path": str(standalone)}],
             "upload": {
                 "name": "uploaded/by-form",
                 "json": str(picked / "model.json"),
@@ -173,7 +179,7 @@ def test_clean_and_confined(pages_run):
 
 def test_screenshots_written(pages_run):
     *_, shots = pages_run
-    for name in ("index", "model-layers", "model-graph", "index-uploaded"):
+    for name in ("index", "model-layers", "model-graph", "index-uploaded", "info-html-graph"):
         png = shots / f"{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
         assert png.stat().st_size > 5000, name
@@ -261,6 +267,22 @@ def test_graph_model_page(pages_run):
     loaded = tfjsfs.load_weights(str(store / "graph"))
     _histogram_matches(shown["histogram"], loaded["conv/weights"])
     _histogram_matches(shown["second"], loaded["scores/scale"])
+
+
+def test_info_html_is_the_same_page_self_contained(pages_run):
+    out, server, store, *_ = pages_run
+    alone = out["standalone"]["graph"]
+    served = out["models"]["graph"]
+    want_loader = served["loader"].replace(f"{server.url}/models/graph", str(store / "graph"))
+    assert alone["loader"] == want_loader
+    for key in ("inputs", "outputs", "signature", "weights", "bars"):
+        assert alone[key] == served[key], key
+    for fact in ("format", "converted by", "quantization", "groups / shards", "weight bytes"):
+        assert alone["facts"][fact] == served["facts"][fact], fact
+    # histograms computed by tfjsfs, drawn without any request
+    assert alone["histogram"]["weight"] == "conv/weights"
+    loaded = tfjsfs.load_weights(str(store / "graph"))
+    _histogram_matches(alone["histogram"], loaded["conv/weights"])
 
 
 def test_index_page(pages_run):

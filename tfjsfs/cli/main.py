@@ -31,6 +31,7 @@ from .commands import (
     cmd_serve,
     cmd_verify,
 )
+from .info_html import cmd_info_html
 from .sync import EXAMPLES as SYNC_EXAMPLES
 from .sync import add_sync_arguments, cmd_sync
 
@@ -147,6 +148,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("url", help="model folder or model JSON")
     p.add_argument("--json", action="store_true", help="JSON output")
     p.add_argument("--no-weights", action="store_true", help="leave out the weight table")
+    p.add_argument(
+        "--html",
+        metavar="FILE",
+        help="write the model page (as `tfjsfs serve` shows it) to FILE, self-contained",
+    )
 
     p = add(
         "cp",
@@ -263,7 +269,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        func = cmd_info_html if getattr(args, "html", None) else args.func
+        return int(func(args) or 0)
     except KeyboardInterrupt:
         print("tfjsfs: interrupted", file=sys.stderr)
         return 130

@@ -10,11 +10,16 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
 from ..errors import TFJSError
 from .manifest import ModelJSON, WeightIndex
 from .summary import summarize
 
-__all__ = ["describe_layout", "layer_of", "loader_call"]
+__all__ = ["HISTOGRAM_BINS", "describe_layout", "histogram", "layer_of", "loader_call"]
+
+#: Bins of a tensor's histogram on the model page (``static/pages.js`` uses the same).
+HISTOGRAM_BINS = 24
 
 
 def loader_call(format_: str | None, model_url: str) -> str:
@@ -48,8 +53,9 @@ def describe_layout(doc: ModelJSON, shard_files: Sequence[Mapping[str, Any]]) ->
     dict
         ``summary`` (class, inputs, outputs, parameters), ``signature``,
         ``groups`` (each with its ``files``, weight count and bytes) and
-        ``ranges``: per weight in manifest order, the ``[url, start, end)``
-        byte ranges that hold it, or None when shards are missing or short.
+        ``weights`` in manifest order (name, shape, dtype, bytes, group,
+        quantization) with ``ranges``: the ``[url, start, end)`` byte ranges
+        that hold it, or None when shards are missing or short.
     """
     summary = summarize(doc).to_json()
     for key in ("weights", "layers", "ops"):
@@ -67,11 +73,25 @@ def describe_layout(doc: ModelJSON, shard_files: Sequence[Mapping[str, Any]]) ->
                 "bytes": group.expected_bytes,
             }
         )
+    weights = []
+    for spec, ranges in zip(doc.weight_specs, _ranges(doc, groups), strict=True):
+        item: dict[str, Any] = {
+            "name": spec.name,
+            "shape": list(spec.shape),
+            "dtype": spec.dtype,
+            "bytes": spec.byte_length,
+        }
+        if spec.group is not None:
+            item["group"] = spec.group
+        if spec.quantization is not None:
+            item["quantization"] = spec.quantization.to_json()
+        item["ranges"] = ranges
+        weights.append(item)
     return {
         "summary": summary,
         "signature": doc.signature,
         "groups": groups,
-        "ranges": _ranges(doc, groups),
+        "weights": weights,
     }
 
 
@@ -97,3 +117,34 @@ def _ranges(doc: ModelJSON, groups: list[dict[str, Any]]) -> list[Any]:
         files = groups[loc.group]["files"]
         out.append([[files[i]["url"], start, end] for i, start, end in loc.segments])
     return out
+
+
+def histogram(values: np.ndarray, bins: int = HISTOGRAM_BINS) -> dict[str, Any] | None:
+    """A tensor's values binned as the model page draws them.
+
+    Equal-width bins from the smallest to the largest finite value (the last
+    bin closed); non-finite values are counted in ``count`` only. None for
+    tensors that are not numbers (strings).
+
+    Returns
+    -------
+    dict or None
+        ``bins`` (counts), ``count``, ``min``, ``max``, ``mean``.
+    """
+    arr = np.asarray(values)
+    if arr.dtype.kind not in "biuf":
+        return None
+    flat = arr.astype(np.float64).ravel()
+    finite = flat[np.isfinite(flat)]
+    if finite.size == 0:
+        return {"bins": [0] * bins, "count": int(flat.size), "min": None, "max": None, "mean": 0}
+    lo, hi = float(finite.min()), float(finite.max())
+    width = (hi - lo) / bins if hi > lo else 1.0
+    index = np.minimum(bins - 1, np.floor((finite - lo) / width)).astype(np.int64)
+    return {
+        "bins": np.bincount(index, minlength=bins).tolist(),
+        "count": int(flat.size),
+        "min": lo,
+        "max": hi,
+        "mean": float(finite.mean()),
+    }

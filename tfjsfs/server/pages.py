@@ -257,7 +257,7 @@ def _histogram_html(weights: Sequence[dict[str, Any]]) -> str:
     options = "".join(
         f'<option value="{i}">{e(w["name"])}</option>'
         for i, w in enumerate(weights)
-        if w["dtype"] != "string" and w.get("ranges")
+        if w["dtype"] != "string" and (w.get("ranges") or w.get("histogram"))
     )
     if not options:
         return ""
@@ -332,18 +332,13 @@ def model_html(d: dict[str, Any]) -> str:
         f"<td class='num'>{e(human_size(f['size']))}</td></tr>"
         for f in d["files"]
     )
-    data = [
-        {
-            "name": w["name"],
-            "dtype": w["dtype"],
-            "shape": w["shape"],
-            "quantization": w.get("quantization"),
-            "ranges": w.get("ranges"),
-        }
-        for w in weights
-    ]
+    served = d.get("url") is not None  # else a standalone page (tfjsfs info --html)
+    back = "<p><a href='/'>← all models</a></p>" if served else ""
+    json_link = f"<p><a href='{e(d['url'])}?format=json'>JSON</a></p>" if served else ""
+    keys = ("name", "dtype", "shape", "quantization", "ranges", "histogram")
+    data = [{k: w.get(k) for k in keys} for w in weights]
     return (
-        f"<p><a href='/'>← all models</a></p><h1>{e(d['name'])}</h1>"
+        f"{back}<h1>{e(d['name'])}</h1>"
         f"<table id='facts'>{fact_rows}</table>"
         f"<pre id='loader'>{e(loader_call(d['format'], d['modelUrl']))}</pre>"
         f"{_tensors_html('Inputs', 'inputs', summary.get('inputs') or [])}"
@@ -351,6 +346,6 @@ def model_html(d: dict[str, Any]) -> str:
         f"{sig}{_bar_chart(weights)}{_histogram_html(weights)}{_weights_table(weights)}"
         f"{_groups_html(d.get('groups') or [])}{_topology_html(topo)}"
         f"<h2>Files</h2><table><tr><th>file</th><th class='num'>size</th></tr>{files}</table>"
-        f"<p><a href='{e(d['url'])}?format=json'>JSON</a></p>"
+        f"{json_link}"
         f"{_json_data('weights-data', data)}"
     )

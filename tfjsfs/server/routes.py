@@ -141,29 +141,11 @@ def _description(request: web.Request, s: BundleSummary) -> dict[str, Any]:
     out = _entry(request, s)
     doc = s.doc
     out["topology"] = topology_summary(doc) if doc else {"kind": "unknown"}
-    weights = []
-    for spec in doc.weight_specs if doc else ():
-        item: dict[str, Any] = {
-            "name": spec.name,
-            "shape": list(spec.shape),
-            "dtype": spec.dtype,
-            "bytes": spec.byte_length,
-        }
-        if spec.group is not None:
-            item["group"] = spec.group
-        if spec.quantization is not None:
-            item["quantization"] = spec.quantization.to_json()
-        weights.append(item)
-    out["weights"] = weights
     files = [{"path": MODEL_JSON, "size": s.json_size, "url": out["modelUrl"]}]
     for path, size in s.shard_sizes.items():
         files.append({"path": path, "size": size, "url": _model_url(request, s.name, path)})
+    out.update(describe_layout(doc, files[1:]) if doc else {"weights": []})
     out["files"] = files
-    if doc is not None:
-        layout = describe_layout(doc, files[1:])
-        for item, ranges in zip(weights, layout.pop("ranges"), strict=True):
-            item["ranges"] = ranges
-        out.update(layout)
     return out
 
 

@@ -117,7 +117,9 @@
     return el;
   }
 
-  function drawHistogram(target, values) {
+  // counts of BINS equal-width bins from min to max (the last bin closed),
+  // with count, min, max and mean: the form tfjsfs info --html embeds
+  function binValues(values) {
     const finite = values.filter((v) => Number.isFinite(v));
     let lo = Infinity;
     let hi = -Infinity;
@@ -128,6 +130,14 @@
     const counts = new Array(BINS).fill(0);
     const width = hi > lo ? (hi - lo) / BINS : 1;
     for (const v of finite) counts[Math.min(BINS - 1, Math.floor((v - lo) / width))] += 1;
+    const mean = finite.reduce((a, b) => a + b, 0) / (finite.length || 1);
+    return {bins: counts, count: values.length, min: lo, max: hi, mean};
+  }
+
+  function drawHistogram(target, hist) {
+    const counts = hist.bins;
+    const lo = hist.min;
+    const width = hist.max > lo ? (hist.max - lo) / counts.length : 1;
     const top = Math.max(1, ...counts);
     const W = 480;
     const H = 160;
@@ -135,24 +145,21 @@
     counts.forEach((n, i) => {
       const h = (H * n) / top;
       const bar = svg('rect', {
-        class: 'bin', x: (i * W) / BINS, y: H - h, width: W / BINS - 1, height: h,
-        'data-count': n, 'data-low': lo + i * width,
+        class: 'bin', x: (i * W) / counts.length, y: H - h, width: W / counts.length - 1,
+        height: h, 'data-count': n, 'data-low': lo + i * width,
       });
       const tip = svg('title', {});
       tip.textContent = `${(lo + i * width).toPrecision(4)}…: ${n}`;
       bar.appendChild(tip);
       chart.appendChild(bar);
     });
-    for (const [x, anchor, v] of [[0, 'start', lo], [W, 'end', hi]]) {
+    for (const [x, anchor, v] of [[0, 'start', lo], [W, 'end', hist.max]]) {
       const label = svg('text', {x, y: H + 14, 'text-anchor': anchor});
       label.textContent = Number.isFinite(v) ? v.toPrecision(4) : '';
       chart.appendChild(label);
     }
     target.replaceChildren(chart);
-    const mean = finite.reduce((a, b) => a + b, 0) / (finite.length || 1);
-    const stats = {count: values.length, min: lo, max: hi, mean};
-    for (const [k, v] of Object.entries(stats)) target.dataset[k] = String(v);
-    return stats;
+    for (const k of ['count', 'min', 'max', 'mean']) target.dataset[k] = String(hist[k]);
   }
 
   function initHistogram() {
@@ -166,8 +173,8 @@
       const weight = weights[Number(select.value)];
       target.dataset.state = 'loading';
       try {
-        const values = decode(await fetchBytes(weight.ranges), weight);
-        const s = drawHistogram(target, values);
+        const s = weight.histogram || binValues(decode(await fetchBytes(weight.ranges), weight));
+        drawHistogram(target, s);
         stats.textContent = `${s.count} values, min ${s.min.toPrecision(4)}, ` +
           `max ${s.max.toPrecision(4)}, mean ${s.mean.toPrecision(4)}`;
         target.dataset.weight = weight.name;

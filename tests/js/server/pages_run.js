@@ -5,7 +5,7 @@
 // takes a full-page screenshot of each, reads what they show from the DOM,
 // sorts and filters, and uploads a model through the index page's form.
 // CONFIG_JSON: {chromium, index, models: [{key, url}], shots, upload: {name,
-// json, weights: [paths], token}, filter}. Prints one JSON line:
+// json, weights: [paths], token}, filter, standalone: [{key, path}]}. Prints one JSON line:
 // {index, models: {key: ...}, upload, log, refused, requests}.
 
 const fs = require('fs');
@@ -95,6 +95,22 @@ async function main() {
       }, shown.histogram.weight, {timeout: 30000});
       shown.second = (await page.evaluate(readPage)).histogram;
       out.models[key] = shown;
+    }
+
+    // tfjsfs info --html files: self-contained, so shown from their text alone
+    // (in a fresh about:blank page: not under the server's Content-Security-Policy)
+    out.standalone = {};
+    for (const {key, path: file} of config.standalone || []) {
+      const alone = await context.newPage();
+      alone.on('console', (m) => log.push(`console.${m.type()}: ${m.text()}`));
+      alone.on('pageerror', (e) => log.push(`pageerror: ${e.message}`));
+      alone.on('request', (r) => requests.push(r.url()));
+      await alone.setContent(fs.readFileSync(file, 'utf8'), {waitUntil: 'load'});
+      await alone.waitForSelector('#histogram[data-state=done], #histogram[data-state=error]',
+        {timeout: 30000});
+      await alone.screenshot({path: path.join(config.shots, `info-html-${key}.png`), fullPage: true});
+      out.standalone[key] = await alone.evaluate(readPage);
+      await alone.close();
     }
 
     await page.goto(config.index, {waitUntil: 'load'});
