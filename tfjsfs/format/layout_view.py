@@ -96,26 +96,27 @@ def describe_layout(doc: ModelJSON, shard_files: Sequence[Mapping[str, Any]]) ->
 
 
 def _ranges(doc: ModelJSON, groups: list[dict[str, Any]]) -> list[Any]:
-    specs = doc.weight_specs
-    sizes = [[f.get("size") for f in g["files"]] for g in groups]
-    complete = all(
-        len(s) == len(g.paths) and all(isinstance(n, int) for n in s)
-        for s, g in zip(sizes, doc.weights_manifest, strict=True)
-    )
-    if not complete:
-        return [None] * len(specs)
-    try:
-        index = WeightIndex(doc.weights_manifest, sizes)
-    except (TFJSError, ValueError):
-        return [None] * len(specs)
-    out: list[Any] = []
-    for spec in specs:
-        loc = index.locations.get(spec.name)
-        if loc is None:
-            out.append(None)
+    """Byte ranges per weight, group by group (a group with a missing or short
+    shard gives None for its weights; the others still have theirs)."""
+    found: dict[int, list[Any]] = {}
+    for g, (group, view) in enumerate(zip(doc.weights_manifest, groups, strict=True)):
+        files = view["files"]
+        sizes = [f.get("size") for f in files]
+        if len(sizes) != len(group.paths) or not all(isinstance(n, int) for n in sizes):
             continue
-        files = groups[loc.group]["files"]
-        out.append([[files[i]["url"], start, end] for i, start, end in loc.segments])
+        try:
+            index = WeightIndex([group], [sizes])
+        except (TFJSError, ValueError):
+            continue
+        found[g] = [
+            None
+            if (loc := index.locations.get(spec.name)) is None
+            else [[files[i]["url"], start, end] for i, start, end in loc.segments]
+            for spec in group.weights
+        ]
+    out: list[Any] = []
+    for g, group in enumerate(doc.weights_manifest):
+        out.extend(found.get(g) or [None] * len(group.weights))
     return out
 
 
