@@ -46,6 +46,7 @@ from aiohttp import hdrs, web
 
 from ..errors import BundleExistsError, ModelNotFoundError, UnsafePathError
 from ..format.layout_view import describe_layout
+from ..format.serverlisting import LISTING_HEADER, LISTING_REL, LISTING_VERSION
 from .access import server_origin
 from .middleware import json_error, public
 from .modelstore import (
@@ -93,6 +94,8 @@ class ServerConfig:
 
 
 STORE_KEY = web.AppKey("tfjsfs_store", ModelStore)
+#: How the pages and the listing point clients at the JSON listing.
+LISTING_LINK = f'</models>; rel="{LISTING_REL}"; type="application/json"'
 CONFIG_KEY = web.AppKey("tfjsfs_server_config", ServerConfig)
 
 
@@ -130,6 +133,10 @@ def _entry(request: web.Request, s: BundleSummary) -> dict[str, Any]:
         "complete": s.error is None and not s.missing,
         "modelArtifactsInfo": s.info.to_json(),
     }
+    out["files"] = [
+        {"path": path, "size": size, "url": _model_url(request, s.name, path)}
+        for path, size in s.shard_sizes.items()
+    ]
     if s.error:
         out["error"] = s.error
     if s.missing:
@@ -141,11 +148,9 @@ def _description(request: web.Request, s: BundleSummary) -> dict[str, Any]:
     out = _entry(request, s)
     doc = s.doc
     out["topology"] = topology_summary(doc) if doc else {"kind": "unknown"}
-    files = [{"path": MODEL_JSON, "size": s.json_size, "url": out["modelUrl"]}]
-    for path, size in s.shard_sizes.items():
-        files.append({"path": path, "size": size, "url": _model_url(request, s.name, path)})
-    out.update(describe_layout(doc, files[1:]) if doc else {"weights": []})
-    out["files"] = files
+    shards = out["files"]
+    out.update(describe_layout(doc, shards) if doc else {"weights": []})
+    out["files"] = [{"path": MODEL_JSON, "size": s.json_size, "url": out["modelUrl"]}, *shards]
     return out
 
 
@@ -156,7 +161,9 @@ async def index(request: web.Request) -> web.Response:
     """``GET /``: the human page."""
     store = request.app[STORE_KEY]
     summaries = await store.list()
-    return page("TF.js models", index_html(_base(request), store_name(store.root), summaries))
+    reply = page("TF.js models", index_html(_base(request), store_name(store.root), summaries))
+    reply.headers[hdrs.LINK] = LISTING_LINK
+    return reply
 
 
 async def list_models(request: web.Request) -> web.Response:
@@ -164,7 +171,8 @@ async def list_models(request: web.Request) -> web.Response:
     store = request.app[STORE_KEY]
     summaries = await store.list()
     return web.json_response(
-        {"store": store_name(store.root), "models": [_entry(request, s) for s in summaries]}
+        {"store": store_name(store.root), "models": [_entry(request, s) for s in summaries]},
+        headers={LISTING_HEADER: LISTING_VERSION, hdrs.LINK: LISTING_LINK},
     )
 
 
