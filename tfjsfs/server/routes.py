@@ -1,9 +1,14 @@
 """The model server's routes: list, describe, serve, receive and delete bundles.
 
 =================================  ==============================================
-``GET /``                          a page listing the models (:mod:`.pages`)
+``GET /``                          a page listing the models (:mod:`.pages`),
+                                   with ``Link: </models>; rel="tfjsfs-models"``
+``GET /pages.js``                  the pages' script (sorting, filter, charts,
+                                   upload form)
 ``GET /models``                    ``{"store", "models": [...]}``, every bundle
-                                   with its ``ModelArtifactsInfo``
+                                   with its ``ModelArtifactsInfo`` and weight
+                                   files; ``X-Tfjsfs-Listing: 1`` marks it
+                                   (:mod:`tfjsfs.format.serverlisting`)
 ``POST|PUT /models/{name}``        TF.js's upload (``model.save(url)``): the
                                    multipart form with ``model.json`` and
                                    ``model.weights.bin``; validated completely,
@@ -11,8 +16,9 @@
                                    ``ModelArtifactsInfo`` (201 new, 200 replaced;
                                    ``If-None-Match: *`` makes it create-only)
 ``GET /models/{name}``             the model's description: topology summary,
-                                   weights (shapes, dtypes), files (JSON, or an
-                                   HTML page for browsers)
+                                   inputs, outputs, signature, groups, weights
+                                   (shapes, dtypes, byte ranges), files (JSON,
+                                   or an HTML page for browsers)
 ``GET /models/{name}/model.json``  the bundle's files for ``tf.loadLayersModel``,
 ``GET /models/{name}/<shard>``     with ``Range``/``If-Range``, ``ETag``/
                                    ``If-None-Match``, ``Last-Modified``/
