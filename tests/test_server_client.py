@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 
+import fsspec
 import numpy as np
 import pytest
 from peers.http import StaticServer
@@ -156,3 +157,23 @@ def test_a_plain_http_server_is_not_taken_for_one(tmp_path):
         assert run_sync(server_listing(fs, path)) is None  # right shape, no header
         got = tfjsfs.list_models(f"{plain.url}/models/")  # its own HTML listing, as before
         assert list(got) == [f"{plain.url}/models/m"]
+
+
+def test_fsspec_listing_of_the_server(served):
+    server, store, models, _ = served
+    fs = fsspec.filesystem("tfjs+http", skip_instance_cache=True)
+    base = fs._strip_protocol(f"tfjs+{server.url}/models")  # fsspec names, no scheme
+    entries = {e["name"]: e for e in fs.ls(f"tfjs+{server.url}/models", detail=True)}
+    assert sorted(entries) == [f"{base}/solo", f"{base}/team"]
+    assert entries[f"{base}/team"]["type"] == "directory"
+    assert "tfjs" not in entries[f"{base}/team"]  # a folder of models
+    solo = entries[f"{base}/solo"]["tfjs"]
+    assert solo["role"] == "model"
+    assert solo["format"] == "layers-model"
+    assert solo["weights"] == 2
+    assert solo["weight_bytes"] == len(models["solo"].weight_data)
+    assert solo["shards"] == len(list((store / "solo").glob("*.bin")))
+    assert solo["dtypes"] == ["float32", "int32"]
+    team = {e["name"]: e["tfjs"] for e in fs.ls(f"tfjs+{server.url}/models/team", detail=True)}
+    assert team[f"{base}/team/b"]["quantized"] == ["uint8"]
+    assert sorted(team) == [f"{base}/team/a", f"{base}/team/b"]

@@ -133,6 +133,10 @@ def _entry(request: web.Request, s: BundleSummary) -> dict[str, Any]:
         "generatedBy": doc.generated_by if doc else None,
         "convertedBy": doc.converted_by if doc else None,
         "weightCount": s.weight_count,
+        "dtypes": sorted({w.dtype for w in doc.weight_specs}) if doc else [],
+        "quantized": sorted(
+            {w.quantization.dtype for w in doc.weight_specs if w.quantization} if doc else ()
+        ),
         "weightBytes": s.weight_bytes,
         "size": s.size,
         "fileCount": 1 + len(s.shard_sizes),
