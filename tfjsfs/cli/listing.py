@@ -16,6 +16,7 @@ from ..io.location import listing_key
 from ..io.resolve import resolve
 from ..model.manage import BundleListing, find_bundles
 from .arguments import add_command, storage_options
+from .info_html import cmd_info_html
 from .output import dump_json, human_size, print_table
 
 __all__ = ["add_parser", "cmd_info", "cmd_ls"]
@@ -39,6 +40,11 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("url", help="model folder or model JSON")
     p.add_argument("--json", action="store_true", help="JSON output")
     p.add_argument("--no-weights", action="store_true", help="leave out the weight table")
+    p.add_argument(
+        "--html",
+        metavar="FILE",
+        help="write the model page (as `tfjsfs serve` shows it) to FILE, self-contained",
+    )
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
@@ -91,6 +97,8 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 def cmd_info(args: argparse.Namespace) -> int:
     """``tfjsfs info``: topology summary, inputs, outputs and weights of one model."""
+    if args.html:
+        return cmd_info_html(args)
     fs, path = resolve(args.url, **storage_options(args))
 
     async def read():

@@ -64,10 +64,13 @@ from ..errors import (
     ManifestError,
     ModelNotFoundError,
     ShardMissingError,
+    TransferError,
     UnsafePathError,
     WeightDataError,
 )
 from ..format.layouts import MODEL_JSON, bundle_candidates
+from ..format.serverlisting import ListedModel
+from ..io.serverlisting import server_listing
 from .catalog import LISTING_BATCH, CachedBundle, accepts
 from .files import VirtualTensor, npy_size, tensor_entries, tensor_entry
 from .paths import TENSORS_DIR, ResolvedPath, split_tensor_path
@@ -101,6 +104,23 @@ def summary(cached: CachedBundle) -> dict[str, Any]:
         "weight_bytes": weight_bytes,
         "dtypes": sorted({s.dtype for s in specs}),
         "quantized": sorted({s.quantization.dtype for s in specs if s.quantization}),
+    }
+
+
+def listed_summary(model: ListedModel) -> dict[str, Any]:
+    """The ``tfjs`` entry of a model from a tfjsfs server's listing (as :func:`summary`)."""
+    entry = model["entry"]
+    return {
+        "role": "model",
+        "manifest": posixpath.basename(model["modelUrl"]),
+        "format": entry.get("format"),
+        "generatedBy": entry.get("generatedBy"),
+        "convertedBy": entry.get("convertedBy"),
+        "weights": entry.get("weightCount"),
+        "shards": len(model["files"]),
+        "weight_bytes": entry.get("weightBytes"),
+        "dtypes": entry.get("dtypes") or [],
+        "quantized": entry.get("quantized") or [],
     }
 
 
@@ -195,8 +215,17 @@ class ModelListing:
             by_name[json_path]["tfjs"] = _manifest_summary(cached)
 
     async def _ls_http(self, rp: ResolvedPath, refresh: bool) -> list[dict]:
-        cached = await self._catalog.bundle(rp.inner, revalidate=refresh)
+        probe: TransferError | None = None
+        try:
+            cached = await self._catalog.bundle(rp.inner, revalidate=refresh)
+        except TransferError as exc:  # e.g. a server refusing <folder>/model.json
+            cached, probe = None, exc
         if cached is None:
+            listed = await server_listing(self.fs, rp.inner)
+            if listed is not None:
+                return self._server_entries(rp.inner, listed)
+            if probe is not None:
+                raise probe
             return [self._entry(e) for e in await self.fs._ls(rp.inner, detail=True)]
         roles = cached.roles()
         folder = rp.inner.rstrip("/")
@@ -211,6 +240,23 @@ class ModelListing:
 
         found = await gather_bounded((one(p) for p in inside), LISTING_BATCH)
         return [e for e in found if e is not None]
+
+    def _server_entries(self, folder: str, listed: list[ListedModel]) -> list[dict]:
+        """A folder of a tfjsfs server, from its JSON listing: its sub-folders,
+        the models among them with their summaries (no request per model)."""
+        folder = folder.rstrip("/")
+        out: dict[str, dict] = {}
+        for model in listed:
+            url = model["url"].rstrip("/")
+            if not url.startswith(folder + "/"):
+                continue
+            child = folder + "/" + url[len(folder) + 1 :].split("/")[0]
+            entry = out.setdefault(
+                child, self._entry({"name": child, "size": 0, "type": "directory"})
+            )
+            if child == url:
+                entry["tfjs"] = listed_summary(model)
+        return [out[k] for k in sorted(out)]
 
     async def _ls_tensors(self, rp: ResolvedPath) -> list[dict]:
         cached = await self._bundle_of(rp)

@@ -23,6 +23,7 @@ import bisect
 import contextlib
 import datetime as _dt
 import inspect
+import json
 import os
 import posixpath
 from collections.abc import Mapping
@@ -47,13 +48,16 @@ from ..errors import (
 from ..format.artifacts import ModelArtifactsInfo, SaveResult
 from ..format.layouts import MODEL_JSON, Candidate, bundle_candidates, looks_like_model
 from ..format.manifest import ModelJSON, parse_json
+from ..format.serverlisting import ListedModel
 from ..io.fetch import locate_model_json
 from ..io.location import folder_of, listing_key, locate_shard, store_kind
 from ..io.resolve import resolve
-from ..io.shardurls import resolve_shard_paths
+from ..io.serverlisting import server_listing
+from ..io.shardurls import is_http, resolve_shard_paths
 from ..io.transfer import copy_bundle, open_source, same_location
 from ..io.writer import DEFAULT_WRITE_CONCURRENCY, is_local
 from .api import load_model_async, requantize, save_model_async
+from .http import JSON_FIELD, WEIGHTS_FIELD
 
 __all__ = [
     "BundleListing",
@@ -191,6 +195,10 @@ async def find_bundles(
         Read and parse each model JSON (bounded concurrency).
     """
     prefix = path if prefix is None else prefix
+    if is_http(fs):
+        listed = await server_listing(fs, path)
+        if listed is not None:
+            return await _listed_bundles(fs, listed, prefix, path, read)
     path = path.rstrip("/") or path
     try:
         found = await fs._find(path, detail=True)
@@ -215,6 +223,27 @@ async def find_bundles(
     # weak candidates are read even when not asked: only reading tells a model
     reading = out if read else weak
     await gather_bounded((_read(fs, b) for b in reading), DEFAULT_LIST_CONCURRENCY)
+    return [b for b in out if not b.not_model]
+
+
+async def _listed_bundles(
+    fs: Any, listed: list[ListedModel], prefix: str, path: str, read: bool
+) -> list[BundleListing]:
+    """Bundles from a tfjsfs server's JSON listing (its shard sizes included)."""
+    # keep the caller's spelling in front of the URL (``tfjs+``, ``tfjs::``)
+    head = prefix[: prefix.find(path)] if path and path in prefix else ""
+    out = []
+    for model in sorted(listed, key=lambda m: m["url"]):
+        files = {
+            url: {"name": url, "size": size, "type": "file"}
+            for url, size in model["files"].items()
+            if size is not None
+        }
+        saved = (model["entry"].get("modelArtifactsInfo") or {}).get("dateSaved")
+        files[model["modelUrl"]] = {"name": model["modelUrl"], "type": "file", "mtime": saved}
+        out.append(BundleListing(head + model["url"], model["modelUrl"], files))
+    if read:
+        await gather_bounded((_read(fs, b) for b in out), DEFAULT_LIST_CONCURRENCY)
     return [b for b in out if not b.not_model]
 
 
@@ -405,7 +434,28 @@ async def _copy_to_http(src, dst, shard_size, quantize, overwrite, callback, s_o
     artifacts = await load_model_async(src, storage_options=s_opts, callback=callback)
     if quantize is not None:
         artifacts = requantize(artifacts, quantize)
-    return await save_model_async(artifacts, dst, overwrite=overwrite, storage_options=d_opts)
+    result = await save_model_async(artifacts, dst, overwrite=overwrite, storage_options=d_opts)
+    result.files = stored_files(result)
+    return result
+
+
+def stored_files(result: SaveResult) -> list[str]:
+    """The files an HTTP save stored, shards first, model.json last.
+
+    A tfjsfs server's reply names them (``files``, relative to its ``url``);
+    for another server, the two parts TF.js's upload sends.
+    """
+    for response in result.responses:
+        try:
+            body = json.loads(getattr(response, "body", b"") or b"null")
+        except ValueError:
+            continue
+        if not isinstance(body, dict):
+            continue
+        base, files = body.get("url"), body.get("files")
+        if isinstance(base, str) and isinstance(files, list):
+            return [f"{base.rstrip('/')}/{f}" for f in files if isinstance(f, str)]
+    return [WEIGHTS_FIELD, JSON_FIELD]
 
 
 async def _copy_from_handler(src, dst, shard_size, quantize, overwrite, callback, d_opts):

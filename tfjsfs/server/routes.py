@@ -1,9 +1,14 @@
 """The model server's routes: list, describe, serve, receive and delete bundles.
 
 =================================  ==============================================
-``GET /``                          a page listing the models (:mod:`.pages`)
+``GET /``                          a page listing the models (:mod:`.pages`),
+                                   with ``Link: </models>; rel="tfjsfs-models"``
+``GET /pages.js``                  the pages' script (sorting, filter, charts,
+                                   upload form)
 ``GET /models``                    ``{"store", "models": [...]}``, every bundle
-                                   with its ``ModelArtifactsInfo``
+                                   with its ``ModelArtifactsInfo`` and weight
+                                   files; ``X-Tfjsfs-Listing: 1`` marks it
+                                   (:mod:`tfjsfs.format.serverlisting`)
 ``POST|PUT /models/{name}``        TF.js's upload (``model.save(url)``): the
                                    multipart form with ``model.json`` and
                                    ``model.weights.bin``; validated completely,
@@ -11,8 +16,9 @@
                                    ``ModelArtifactsInfo`` (201 new, 200 replaced;
                                    ``If-None-Match: *`` makes it create-only)
 ``GET /models/{name}``             the model's description: topology summary,
-                                   weights (shapes, dtypes), files (JSON, or an
-                                   HTML page for browsers)
+                                   inputs, outputs, signature, groups, weights
+                                   (shapes, dtypes, byte ranges), files (JSON,
+                                   or an HTML page for browsers)
 ``GET /models/{name}/model.json``  the bundle's files for ``tf.loadLayersModel``,
 ``GET /models/{name}/<shard>``     with ``Range``/``If-Range``, ``ETag``/
                                    ``If-None-Match``, ``Last-Modified``/
@@ -45,6 +51,8 @@ from typing import Any
 from aiohttp import hdrs, web
 
 from ..errors import BundleExistsError, ModelNotFoundError, UnsafePathError
+from ..format.layout_view import describe_layout
+from ..format.serverlisting import LISTING_HEADER, LISTING_REL, LISTING_VERSION
 from .access import server_origin
 from .middleware import json_error, public
 from .modelstore import (
@@ -56,7 +64,7 @@ from .modelstore import (
     topology_summary,
 )
 from .names import store_name
-from .pages import index_html, model_html, page, quote_name
+from .pages import index_html, model_html, page, pages_script, quote_name
 from .upload import DEFAULT_MAX_JSON_BYTES, DEFAULT_SPOOL_MEMORY, read_upload
 
 __all__ = [
@@ -92,6 +100,8 @@ class ServerConfig:
 
 
 STORE_KEY = web.AppKey("tfjsfs_store", ModelStore)
+#: How the pages and the listing point clients at the JSON listing.
+LISTING_LINK = f'</models>; rel="{LISTING_REL}"; type="application/json"'
 CONFIG_KEY = web.AppKey("tfjsfs_server_config", ServerConfig)
 
 
@@ -123,12 +133,20 @@ def _entry(request: web.Request, s: BundleSummary) -> dict[str, Any]:
         "generatedBy": doc.generated_by if doc else None,
         "convertedBy": doc.converted_by if doc else None,
         "weightCount": s.weight_count,
+        "dtypes": sorted({w.dtype for w in doc.weight_specs}) if doc else [],
+        "quantized": sorted(
+            {w.quantization.dtype for w in doc.weight_specs if w.quantization} if doc else ()
+        ),
         "weightBytes": s.weight_bytes,
         "size": s.size,
         "fileCount": 1 + len(s.shard_sizes),
         "complete": s.error is None and not s.missing,
         "modelArtifactsInfo": s.info.to_json(),
     }
+    out["files"] = [
+        {"path": path, "size": size, "url": _model_url(request, s.name, path)}
+        for path, size in s.shard_sizes.items()
+    ]
     if s.error:
         out["error"] = s.error
     if s.missing:
@@ -140,24 +158,9 @@ def _description(request: web.Request, s: BundleSummary) -> dict[str, Any]:
     out = _entry(request, s)
     doc = s.doc
     out["topology"] = topology_summary(doc) if doc else {"kind": "unknown"}
-    weights = []
-    for spec in doc.weight_specs if doc else ():
-        item: dict[str, Any] = {
-            "name": spec.name,
-            "shape": list(spec.shape),
-            "dtype": spec.dtype,
-            "bytes": spec.byte_length,
-        }
-        if spec.group is not None:
-            item["group"] = spec.group
-        if spec.quantization is not None:
-            item["quantization"] = spec.quantization.to_json()
-        weights.append(item)
-    out["weights"] = weights
-    files = [{"path": MODEL_JSON, "size": s.json_size, "url": out["modelUrl"]}]
-    for path, size in s.shard_sizes.items():
-        files.append({"path": path, "size": size, "url": _model_url(request, s.name, path)})
-    out["files"] = files
+    shards = out["files"]
+    out.update(describe_layout(doc, shards) if doc else {"weights": []})
+    out["files"] = [{"path": MODEL_JSON, "size": s.json_size, "url": out["modelUrl"]}, *shards]
     return out
 
 
@@ -168,7 +171,9 @@ async def index(request: web.Request) -> web.Response:
     """``GET /``: the human page."""
     store = request.app[STORE_KEY]
     summaries = await store.list()
-    return page("TF.js models", index_html(_base(request), store_name(store.root), summaries))
+    reply = page("TF.js models", index_html(_base(request), store_name(store.root), summaries))
+    reply.headers[hdrs.LINK] = LISTING_LINK
+    return reply
 
 
 async def list_models(request: web.Request) -> web.Response:
@@ -176,7 +181,8 @@ async def list_models(request: web.Request) -> web.Response:
     store = request.app[STORE_KEY]
     summaries = await store.list()
     return web.json_response(
-        {"store": store_name(store.root), "models": [_entry(request, s) for s in summaries]}
+        {"store": store_name(store.root), "models": [_entry(request, s) for s in summaries]},
+        headers={LISTING_HEADER: LISTING_VERSION, hdrs.LINK: LISTING_LINK},
     )
 
 
@@ -253,6 +259,17 @@ async def delete_model(request: web.Request) -> web.Response:
 
 
 @public
+async def script(request: web.Request) -> web.Response:
+    """``GET /pages.js``: the pages' script (sorting, filtering, charts, upload)."""
+    return web.Response(
+        body=pages_script(),
+        content_type="text/javascript",
+        charset="utf-8",
+        headers={hdrs.CACHE_CONTROL: "no-cache"},
+    )
+
+
+@public
 async def favicon(request: web.Request) -> web.Response:
     """No icon (keeps browser consoles and access logs free of 404s)."""
     return web.Response(status=204)
@@ -263,6 +280,7 @@ def add_routes(app: web.Application) -> None:
     router = app.router
     router.add_get("/", index)
     router.add_get("/favicon.ico", favicon)
+    router.add_get("/pages.js", script)
     router.add_get("/models", list_models)
     router.add_get("/models/", list_models)
     models = router.add_resource("/models/{tail:.+}")
