@@ -33,6 +33,7 @@ from fsspec.spec import AbstractBufferedFile
 from .._util.retry import RetryPolicy
 from ..errors import ReadOnlyError, ShardMissingError, WeightDataError
 from ..format.codec import decode_weight
+from ..format.dtypes import DECODED, DIRECT
 from ..format.manifest import WeightIndex, WeightSpec
 from ..io.bundle import Bundle
 from ..io.fetch import fetch_weight_bytes
@@ -41,8 +42,6 @@ from .paths import TENSORS_DIR, encode_weight_name
 __all__ = ["ReadOnlyError", "TensorFile", "VirtualTensor", "npy_header", "tensor_entries"]
 
 #: weights whose stored bytes are their .npy body
-DIRECT_DTYPES = {"float32": "<f4", "int32": "<i4", "complex64": "<c8"}
-_NPY_DTYPES = {**DIRECT_DTYPES, "bool": "|b1"}
 
 
 def npy_header(dtype: Any, shape: tuple[int, ...]) -> bytes:
@@ -61,7 +60,7 @@ def npy_dtype(spec: WeightSpec) -> np.dtype | None:
     """The ``.npy`` dtype of a weight (None for strings: width depends on data)."""
     if spec.dtype == "string":
         return None
-    return np.dtype(_NPY_DTYPES[spec.dtype])
+    return DECODED[spec.dtype]
 
 
 def npy_size(spec: WeightSpec) -> int | None:
@@ -161,7 +160,7 @@ class VirtualTensor:
         self.name = name
         self.policy = policy
         self.spec = index[name].spec
-        self.direct = self.spec.quantization is None and self.spec.dtype in DIRECT_DTYPES
+        self.direct = self.spec.quantization is None and self.spec.dtype in DIRECT
         dtype = npy_dtype(self.spec)
         self.header = None if dtype is None else npy_header(dtype, self.spec.shape)
         self._body: bytes | None = None

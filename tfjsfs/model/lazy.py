@@ -33,6 +33,7 @@ from fsspec.callbacks import DEFAULT_CALLBACK, Callback
 
 from ..format.artifacts import ModelArtifacts, ModelArtifactsInfo
 from ..format.codec import decode_weight
+from ..format.dtypes import DECODED
 from ..format.manifest import ModelJSON, WeightIndex, WeightSpec
 from ..io.bundle import Bundle
 from ..io.fetch import fetch_arrays, fetch_weight_buffer, load_index
@@ -48,14 +49,6 @@ __all__ = [
     "open_model",
     "open_model_async",
 ]
-
-_NUMPY_DTYPES = {
-    "float32": np.dtype("float32"),
-    "int32": np.dtype("int32"),
-    "bool": np.dtype("bool"),
-    "complex64": np.dtype("complex64"),
-    "string": np.dtype(object),
-}
 
 
 def _rows(shape: tuple[int, ...], key: Any) -> tuple[int, int, tuple] | None:
@@ -102,7 +95,7 @@ class AsyncTensorSlice:
         self._model = model
         self.spec = spec
         self.shape = spec.shape
-        self.dtype = _NUMPY_DTYPES[spec.dtype]
+        self.dtype = DECODED[spec.dtype]
 
     def get_shape(self) -> list[int]:
         """The weight's shape."""
