@@ -218,3 +218,30 @@ def test_s3_second_load_reads_no_shard(s3_server, s3_bucket, tmp_path):
     keys = [k for _, k in calls if k]
     assert not [k for k in keys if k.rsplit("/", 1)[-1] in paths]  # no shard request
     assert [m for m, _ in calls if m == "get_object"] == []  # model.json unchanged: no GET
+
+
+def test_the_cache_reads_through_the_loaders_bounded_http_path(served, tmp_path, http_server):
+    """Filling the cache obeys the same rules as a load: no cross-origin redirect
+    unless asked, and no shard body past what its manifest allows."""
+    from tfjsfs.errors import RedirectError, SizeMismatch
+
+    server, folder, url, cache = served
+    first = _shards(folder)[0]
+    other_root = tmp_path / "elsewhere"
+    (other_root / "m").mkdir(parents=True)
+    (other_root / "m" / "moved.bin").write_bytes((folder / first).read_bytes())
+    other = http_server(other_root)
+    server.redirect(f"/m/{first}", other.url_for("m/moved.bin"))
+    with pytest.raises(RedirectError):
+        tfjsfs.load_weights(url, cache=str(cache), retries=0)
+    assert other.stats.count() == 0
+    assert cache_entries(str(cache)) == []  # nothing published
+
+    again = tmp_path / "www2"
+    file_store(again).save(sample_artifacts(0), "m", shard_size=SHARD)
+    liar = http_server(again)
+    liar.lie(f"/m/{first}", "long_chunked", times=None, extra=50 << 20)
+    with pytest.raises(SizeMismatch) as info:
+        tfjsfs.load_weights(liar.url_for("/m/model.json"), cache=str(cache), retries=0)
+    assert info.value.actual <= info.value.expected + 1  # read one byte past the bound, no more
+    assert cache_entries(str(cache)) == []

@@ -65,6 +65,7 @@ __all__ = [
     "open_bundle",
     "parse_model_json",
     "resolve_shard_paths",
+    "shard_size_limits",
     "shard_sizes",
 ]
 
@@ -700,15 +701,21 @@ def _agrees(bundle: Bundle, sizes: Mapping[str, int]) -> bool:
     return True
 
 
-def _size_limits(bundle: Bundle) -> dict[str, int]:
+def shard_size_limits(
+    shard_paths: Sequence[Sequence[str]], group_bytes: Sequence[int | None]
+) -> dict[str, int]:
     """The most bytes each shard may hold: its group's weight bytes plus
     :data:`MAX_TRAILING_BYTES` (shards of groups whose size varies have none)."""
     out: dict[str, int] = {}
-    for paths, expected in zip(bundle.shard_paths, bundle.group_bytes(), strict=True):
+    for paths, expected in zip(shard_paths, group_bytes, strict=True):
         if expected is not None:
             for path in paths:
                 out[path] = min(out.get(path, expected), expected) + MAX_TRAILING_BYTES
     return out
+
+
+def _size_limits(bundle: Bundle) -> dict[str, int]:
+    return shard_size_limits(bundle.shard_paths, bundle.group_bytes())
 
 
 def _check_not_too_long(bundle: Bundle, sizes: Sequence[Sequence[int]]) -> None:

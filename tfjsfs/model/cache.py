@@ -56,12 +56,14 @@ from fsspec.implementations.local import LocalFileSystem
 from .._util.concurrency import gather_bounded
 from .._util.entries import version_key
 from .._util.retry import RetryPolicy, Truncated, with_retries
-from ..errors import FormatError, ModelNotFoundError, TFJSError, UnsafePathError
-from ..io.bundle import Bundle, locate_model_json, parse_model_json
+from ..errors import FormatError, ModelNotFoundError, SizeMismatch, TFJSError, UnsafePathError
+from ..format.manifest import ModelJSON
+from ..io.bundle import Bundle, locate_model_json, parse_model_json, shard_size_limits
+from ..io.httpget import body_chunks, http_get, request_kwargs
 from ..io.opening import Settings, open_store, release
 from ..io.opening import open_url as open_uncached
 from ..io.resolve import as_async
-from ..io.shardurls import LoadOptions, http_request_kwargs, is_http, resolve_shards
+from ..io.shardurls import LoadOptions, is_http, resolve_shards
 from ..io.writer import is_local
 
 __all__ = [
@@ -217,20 +219,31 @@ async def _http_get(
     target: Path,
     headers: Mapping[str, str],
     policy: RetryPolicy,
+    limit: int | None,
 ) -> _Fetched:
-    """GET *url* into *target*, or nothing (304) when *validators* still hold."""
+    """GET *url* into *target*, or nothing (304) when *validators* still hold.
+
+    The request goes through the loaders' own HTTP path (:mod:`tfjsfs.io.httpget`):
+    redirects as ``follow_redirects`` allows, and a body read to *limit* bytes at
+    most (one more is a :class:`~tfjsfs.errors.SizeMismatch`).
+    """
     session = await fs.set_session()
-    kwargs = dict(getattr(fs, "kwargs", {}))
-    kwargs.update(http_request_kwargs(fs, headers))
-    sent = dict(kwargs.get("headers") or {})
+    kwargs = request_kwargs(fs, headers)
+    sent = dict(kwargs.pop("headers", None) or {})
     if validators and validators.get("etag"):
         sent["If-None-Match"] = validators["etag"]
     if validators and validators.get("last_modified"):
         sent["If-Modified-Since"] = validators["last_modified"]
-    kwargs["headers"] = sent
 
     async def attempt(_: int) -> _Fetched:
-        async with session.get(fs.encode_url(url), **kwargs) as resp:
+        async with http_get(
+            session,
+            fs.encode_url(url),
+            follow=policy.follow_redirects,
+            what=url,
+            headers=sent,
+            **kwargs,
+        ) as resp:
             if resp.status == 304 and validators:
                 return _Fetched(dict(validators), False)
             if resp.status == 404:
@@ -238,9 +251,16 @@ async def _http_get(
             resp.raise_for_status()
             received = 0
             with open(target, "wb") as out:
-                async for chunk in resp.content.iter_chunked(_CHUNK):
+                async for chunk in body_chunks(resp, limit, url):
                     out.write(chunk)
                     received += len(chunk)
+            if limit is not None and received > limit:
+                raise SizeMismatch(
+                    f"{url}: the reply holds more than the {limit} bytes its manifest allows",
+                    url,
+                    limit,
+                    received,
+                )
             length = resp.headers.get("Content-Length")
             plain = length is not None and "Content-Encoding" not in resp.headers
             if plain and received != int(length):
@@ -284,10 +304,11 @@ async def _fetch(
     target: Path,
     headers: Mapping[str, str],
     policy: RetryPolicy,
+    limit: int | None,
 ) -> _Fetched:
     target.parent.mkdir(parents=True, exist_ok=True)
     if is_http(fs):
-        return await _http_get(fs, path, validators, target, headers, policy)
+        return await _http_get(fs, path, validators, target, headers, policy, limit)
     return await _store_get(fs, path, validators, target)
 
 
@@ -321,6 +342,7 @@ async def _refresh(fs: Any, json_path: str, folder: Path, config: Settings) -> P
             staging / name,
             headers,
             policy,
+            policy.max_json_bytes,
         )
         if fetched.changed and old is not None:  # no validators: compare the bytes
             fetched.changed = (staging / name).read_bytes() != old.json_file.read_bytes()
@@ -339,6 +361,8 @@ async def _refresh(fs: Any, json_path: str, folder: Path, config: Settings) -> P
         pairs = dict(
             zip((p for g in local for p in g), (p for g in remote for p in g), strict=True)
         )
+        doc = ModelJSON.parse(raw, json_path, require_topology=False)
+        limits = shard_size_limits(remote, [g.expected_bytes for g in doc.weights_manifest])
         shards: dict[str, Any] = {}
 
         async def one(local_path: str, remote_path: str) -> None:
@@ -346,7 +370,13 @@ async def _refresh(fs: Any, json_path: str, folder: Path, config: Settings) -> P
             before = old.meta["shards"].get(rel) if old else None
             target = staging / rel
             got = await _fetch(
-                fs, remote_path, before["validators"] if before else None, target, headers, policy
+                fs,
+                remote_path,
+                before["validators"] if before else None,
+                target,
+                headers,
+                policy,
+                limits.get(remote_path),
             )
             if not got.changed:  # same bytes as the version at hand: share its file
                 target.parent.mkdir(parents=True, exist_ok=True)
