@@ -15,10 +15,10 @@ import tempfile
 from typing import Any
 
 from .._util.concurrency import run_sync
-from ..errors import ModelNotFoundError
 from ..format.artifacts import ModelArtifactsInfo
 from ..format.layout_view import describe_layout, histogram
 from ..format.manifest import ModelJSON
+from ..io.bundle import read_json_bytes
 from ..io.fetch import locate_model_json
 from ..io.location import listing_key
 from ..io.resolve import resolve
@@ -33,10 +33,7 @@ __all__ = ["cmd_info_html", "model_description", "write_model_page"]
 
 async def _read(fs: Any, path: str) -> tuple[str, bytes, dict[str, int]]:
     json_path = await locate_model_json(fs, path)
-    try:
-        raw = await fs._cat_file(json_path)
-    except FileNotFoundError:
-        raise ModelNotFoundError(f"{json_path} does not exist") from None
+    raw = await read_json_bytes(fs, json_path)
     try:
         entries = await fs._ls(posixpath.dirname(json_path), detail=True)
     except (OSError, NotImplementedError, ValueError):

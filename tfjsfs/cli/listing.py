@@ -8,9 +8,9 @@ import sys
 from typing import Any
 
 from .._util.concurrency import run_sync
-from ..errors import ModelNotFoundError
 from ..format.manifest import ModelJSON
 from ..format.summary import summarize
+from ..io.bundle import read_json_bytes
 from ..io.fetch import locate_model_json
 from ..io.location import listing_key
 from ..io.resolve import resolve
@@ -103,10 +103,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
     async def read():
         json_path = await locate_model_json(fs, path)
-        try:
-            raw = await fs._cat_file(json_path)
-        except FileNotFoundError:
-            raise ModelNotFoundError(f"{json_path} does not exist") from None
+        raw = await read_json_bytes(fs, json_path)
         doc = ModelJSON.parse(raw, json_path)
         try:
             entries = await fs._ls(posixpath.dirname(json_path), detail=True)

@@ -32,6 +32,7 @@ from .._util.concurrency import gather_bounded
 from .._util.options import storage_options_of
 from ..errors import TFJSError
 from ..format.manifest import ModelJSON
+from ..io.bundle import read_json_bytes
 from ..io.resolve import resolve
 from ..io.shardurls import resolve_shard_paths
 from .manage import BundleListing, copy_model_async, find_bundles
@@ -154,7 +155,7 @@ async def _scan_one(fs: Any, item: tuple, values: bool, strict: bool) -> dict:
     url, json_path, sizes = item
     doc = None
     try:
-        raw = bytes(await fs._cat_file(json_path))
+        raw = await read_json_bytes(fs, json_path)
     except (OSError, TFJSError) as exc:
         problems = [Problem(json_path, f"cannot read: {exc}")]
     else:

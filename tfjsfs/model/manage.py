@@ -40,7 +40,6 @@ from ..errors import (
     BundleExistsError,
     FormatError,
     ManifestError,
-    ModelNotFoundError,
     TFJSError,
     TransferError,
     UnsafePathError,
@@ -49,6 +48,7 @@ from ..format.artifacts import ModelArtifactsInfo, SaveResult
 from ..format.layouts import MODEL_JSON, Candidate, bundle_candidates, looks_like_model
 from ..format.manifest import ModelJSON, parse_json
 from ..format.serverlisting import ListedModel
+from ..io.bundle import read_json_bytes
 from ..io.fetch import locate_model_json
 from ..io.location import folder_of, listing_key, locate_shard, store_kind
 from ..io.resolve import resolve
@@ -595,10 +595,7 @@ async def bundle_files(fs: Any, path: str) -> tuple[str, list[str], ModelJSON]:
     Shard paths that leave the model folder are left out: they are never deleted.
     """
     json_path = await locate_model_json(fs, path)
-    try:
-        raw = await fs._cat_file(json_path)
-    except FileNotFoundError:
-        raise ModelNotFoundError(f"{json_path} does not exist") from None
+    raw = await read_json_bytes(fs, json_path)
     doc = ModelJSON.parse(raw, json_path, require_topology=False)
     folder = folder_of(json_path)
     kind = store_kind(fs, json_path)

@@ -38,10 +38,17 @@ import numpy as np
 from fsspec.asyn import get_loop, sync
 
 from .._util.concurrency import gather_bounded
-from ..errors import ShardMissingError, TFJSError, UnsafePathError, WeightDataError
+from ..errors import (
+    ModelNotFoundError,
+    ShardMissingError,
+    TFJSError,
+    UnsafePathError,
+    WeightDataError,
+)
 from ..format.codec import decode_weight, weight_extents
 from ..format.manifest import ModelJSON, WeightIndex, parse_json
 from ..format.rules import ERROR, WARNING, Findings, check_model_json
+from ..io.bundle import read_json_bytes
 from ..io.fetch import locate_model_json
 from ..io.location import listing_key, locate_shard
 from ..io.resolve import resolve
@@ -243,9 +250,11 @@ async def check_bundle(
     """
     if raw is None:
         try:
-            raw = bytes(await fs._cat_file(json_path))
-        except FileNotFoundError:
+            raw = await read_json_bytes(fs, json_path)
+        except ModelNotFoundError:
             return [Problem(json_path, "model JSON does not exist")]
+        except TFJSError as exc:
+            return [Problem(json_path, str(exc).split(": ", 1)[-1])]
     try:
         decoded = parse_json(raw, json_path)
     except TFJSError as exc:
