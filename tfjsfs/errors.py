@@ -14,6 +14,7 @@ from __future__ import annotations
 __all__ = [
     "BundleExistsError",
     "CLIError",
+    "ConcurrentUpdateError",
     "FormatError",
     "HandlerNotFoundError",
     "ManifestError",
@@ -74,6 +75,24 @@ class ShardMissingError(TFJSError, FileNotFoundError):
 
 class BundleExistsError(TFJSError, FileExistsError):
     """A bundle already exists where a create-only save was asked for."""
+
+
+class ConcurrentUpdateError(TFJSError, RuntimeError):
+    """Another writer published a model.json between this writer's read of it and
+    its own publication (a lost compare-and-swap); nothing of this writer's is live.
+
+    Attributes
+    ----------
+    path : str
+        The model.json.
+    """
+
+    def __init__(self, message: str, path: str = ""):
+        super().__init__(message)
+        self.path = path
+
+    def __reduce__(self):
+        return type(self), (str(self), self.path)
 
 
 class ModelChangedError(TFJSError, RuntimeError):

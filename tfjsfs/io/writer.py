@@ -9,6 +9,17 @@ names never used before (the planned names plus a random version suffix), so
 a reader holding an old model.json never gets new bytes under old names. A
 first save to a fresh folder keeps the planned (converter-compatible) names.
 
+Many writers may share one store. model.json is published with the store's
+conditional write (:mod:`tfjsfs.io.conditional`): create-only when the writer
+found none, compare-and-swap against the version it read when replacing. A
+writer that loses raises :class:`~tfjsfs.errors.ConcurrentUpdateError` (or
+:class:`~tfjsfs.errors.BundleExistsError` for a create-only save), and its
+shards are removed at once (no model.json ever named them); with
+``last_writer_wins`` it publishes again over the new current version instead.
+A first-time writer writes its shards create-only under the planned names; if
+another writer holds one of them, it writes them again under fresh names, so
+two writers never share a shard key.
+
 Replaced shards are either removed once model.json is swapped (no grace
 period) or *retired*: a small record ``.tfjsfs-retired-<token>.json`` naming
 them is written before model.json is published, and :func:`sweep_folder`
@@ -24,7 +35,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import posixpath
 import re
 import secrets
@@ -33,18 +43,27 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from fsspec.callbacks import DEFAULT_CALLBACK, Callback
-from fsspec.implementations.local import LocalFileSystem
 
 from .._util.concurrency import gather_bounded
 from .._util.entries import modified_time
-from ..errors import BundleExistsError, ManifestError, UnsafePathError
+from ..errors import BundleExistsError, ConcurrentUpdateError, ManifestError, UnsafePathError
 from ..format.layouts import BundlePlan, ShardPlan
 from ..format.manifest import ModelJSON, WeightGroup
+from .conditional import (
+    Snapshot,
+    conditional_kind,
+    create_file,
+    is_local,
+    put_conditional,
+    snapshot,
+)
 from .location import name_in_folder
 
 __all__ = [
+    "MAX_PUBLISH_ATTEMPTS",
     "RETIRED_PREFIX",
     "is_fresh_name",
+    "is_local",
     "publish",
     "retire_files",
     "sweep_folder",
@@ -56,26 +75,19 @@ DEFAULT_WRITE_CONCURRENCY = 8
 RETIRED_PREFIX = ".tfjsfs-retired-"
 _FRESH = re.compile(r"-v[0-9a-f]{12}(\.bin)?$")
 _PUBLISH_TMP = re.compile(r"^\..+\.[0-9a-f]{12}\.tmp$")
+#: Publications a last-writer-wins write tries before giving up.
+MAX_PUBLISH_ATTEMPTS = 8
 
 
-def _sync_fs(fs: Any) -> Any:
-    return getattr(fs, "sync_fs", fs)
-
-
-def is_local(fs: Any) -> bool:
-    """Whether *fs* (or the sync filesystem it wraps) is the local disk."""
-    return isinstance(_sync_fs(fs), LocalFileSystem)
-
-
-async def _existing_manifest(fs: Any, json_path: str) -> ModelJSON | None:
+async def _existing_manifest(fs: Any, json_path: str) -> tuple[Snapshot, ModelJSON | None]:
+    """model.json's snapshot (bytes and store version) and its manifest (None: absent)."""
+    current = await snapshot(fs, json_path)
+    if current.data is None:
+        return current, None
     try:
-        data = await fs._cat_file(json_path)
-    except FileNotFoundError:
-        return None
-    try:
-        return ModelJSON.parse(data, json_path, require_topology=False)
+        return current, ModelJSON.parse(current.data, json_path, require_topology=False)
     except ManifestError:
-        return ModelJSON()  # unreadable: overwrite it, keep no old shard list
+        return current, ModelJSON()  # unreadable: overwrite it, keep no old shard list
 
 
 def is_fresh_name(path: str) -> bool:
@@ -129,49 +141,35 @@ def _safe_paths(doc: ModelJSON | None, source: str) -> set[str]:
     return out
 
 
-async def _publish(fs: Any, path: str, data: bytes, overwrite: bool) -> None:
-    """Write *data* to *path* atomically; create-only unless *overwrite*."""
-    if is_local(fs):
-        await asyncio.to_thread(_publish_local, path, data, overwrite)
-        return
-    mode = "overwrite" if overwrite else "create"
-    try:
-        await fs._pipe_file(path, data, mode=mode)
-    except FileExistsError:
-        raise BundleExistsError(f"{path} already exists (pass overwrite=True)") from None
-
-
-async def publish(fs: Any, path: str, data: bytes, *, overwrite: bool) -> None:
+async def publish(
+    fs: Any, path: str, data: bytes, *, overwrite: bool, base: Snapshot | None = None
+) -> None:
     """Write one file (a model JSON) atomically; create-only unless *overwrite*.
 
-    A rename on local disks, a single PUT on object stores.
+    A rename on local disks, a single PUT on object stores. With *base* (what
+    the writer read, see :func:`tfjsfs.io.conditional.snapshot`) the write is
+    conditional: create-only if *base* found no file, compare-and-swap
+    against its version otherwise.
 
     Raises
     ------
     BundleExistsError
         *path* exists and not *overwrite*.
+    ConcurrentUpdateError
+        *overwrite*, and another writer published *path* after *base* was taken.
     """
-    await _publish(fs, path, data, overwrite)
-
-
-def _publish_local(path: str, data: bytes, overwrite: bool) -> None:
-    folder = os.path.dirname(path)
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.{secrets.token_hex(6)}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
+    if base is None and not overwrite:
+        base = Snapshot(path, None)
     try:
+        await put_conditional(fs, path, data, base)
+    except BundleExistsError:
         if overwrite:
-            os.replace(tmp, path)
-        else:
-            try:
-                os.link(tmp, path)
-            except FileExistsError:
-                raise BundleExistsError(f"{path} already exists (pass overwrite=True)") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+            raise ConcurrentUpdateError(
+                f"{path} was created by another writer after this writer found none; "
+                "nothing of this write was published",
+                path,
+            ) from None
+        raise BundleExistsError(f"{path} already exists (pass overwrite=True)") from None
 
 
 async def _remove_quietly(fs: Any, paths: Sequence[str]) -> None:
@@ -279,6 +277,10 @@ async def sweep_folder(
     return doomed + records
 
 
+def _rel(folder: str, path: str) -> str:
+    return posixpath.relpath(path, folder)
+
+
 def _inside(rel: str) -> bool:
     norm = posixpath.normpath(rel)
     return not (norm.startswith(("/", "../")) or norm in ("..", ".", ""))
@@ -296,6 +298,8 @@ async def write_bundle(
     callback: Callback = DEFAULT_CALLBACK,
     before_publish: Callable[[Sequence[str]], Awaitable[None]] | None = None,
     grace_period: float = 0.0,
+    last_writer_wins: bool = False,
+    precondition: Callable[[Snapshot], None] | None = None,
 ) -> tuple[str, list[str]]:
     """Write a planned bundle into *folder* of the async filesystem *fs*.
 
@@ -324,46 +328,111 @@ async def write_bundle(
         0 removes replaced shards once model.json is swapped; more keeps them
         (a retirement record, written before model.json is published, names
         them) for :func:`sweep_folder` to remove after that many seconds.
+    last_writer_wins : bool
+        With *overwrite*: when another writer publishes model.json between
+        this writer's read and its publication, publish again over the new
+        version (the shards written stay; at most :data:`MAX_PUBLISH_ATTEMPTS`
+        times) instead of raising :class:`ConcurrentUpdateError`.
+    precondition : callable, optional
+        Called with the snapshot of model.json the write starts from (and
+        again before each retried publication); raises to refuse it (e.g. an
+        HTTP ``If-Match`` that does not hold). The publication is conditional
+        on that snapshot, so the check still holds when model.json is swapped.
 
     Returns
     -------
     (str, list of str)
         The model.json path, and every file written (model.json last).
+
+    Raises
+    ------
+    BundleExistsError
+        model.json exists (or another writer created it first) and not *overwrite*.
+    ConcurrentUpdateError
+        Another writer published model.json after this one read it (see
+        *last_writer_wins*); this writer's shards are removed.
     """
     folder = folder.rstrip("/")
     json_path = posixpath.join(folder, plan.json_name)
-    old = await _existing_manifest(fs, json_path)
-    if old is not None and not overwrite:
-        raise BundleExistsError(f"{json_path} already exists (pass overwrite=True)")
-    old_paths = _safe_paths(old, json_path)
-    if old is not None or await _held_a_bundle(fs, folder):
+    base, old = await _starting_version(fs, json_path, overwrite, precondition)
+    fresh = old is not None or await _held_a_bundle(fs, folder)
+    if fresh:
         plan = _fresh_names(plan)
-    stale = sorted(old_paths - {posixpath.normpath(s.file_name) for s in plan.shards})
     await fs._makedirs(folder, exist_ok=True)
     callback.set_size(sum(s.nbytes for s in plan.shards))
     written: list[str] = []
+    # A first-time writer claims the planned names create-only where the store
+    # can (two first-time writers must not share shard keys); where one is
+    # taken it writes every shard again under fresh names.
+    claim = not fresh and conditional_kind(fs) is not None
+    taken: list[str] = []
 
     async def put(shard: ShardPlan) -> None:
         data = await shard_bytes(shard)
         if isinstance(data, memoryview) and not is_local(fs):
             data = data.tobytes()  # object-store clients (botocore) refuse memoryviews
         path = posixpath.join(folder, shard.file_name)
+        if claim:
+            if not await create_file(fs, path, data):
+                taken.append(path)
+                return
+        else:
+            await fs._pipe_file(path, data)
         written.append(path)
-        await fs._pipe_file(path, data)
         callback.relative_update(shard.nbytes)
 
     record = None
+    in_publish = False
     try:
         await gather_bounded((put(s) for s in plan.shards), concurrency)
+        if taken:
+            await _remove_quietly(fs, written)
+            written.clear()
+            plan, claim = _fresh_names(plan), False
+            await gather_bounded((put(s) for s in plan.shards), concurrency)
         if before_publish is not None:
             await before_publish(list(written))
-        if grace_period > 0:
-            record = await retire_files(fs, folder, stale)
-        await _publish(fs, json_path, render_json(plan.groups, json_path), overwrite)
-    except BaseException:
-        await asyncio.shield(_remove_quietly(fs, [*written, *([record] if record else [])]))
+        keep = {posixpath.normpath(s.file_name) for s in plan.shards}
+        data = render_json(plan.groups, json_path)
+        for attempt in range(1, MAX_PUBLISH_ATTEMPTS + 1):
+            stale = sorted(_safe_paths(old, json_path) - keep)
+            if grace_period > 0:
+                record = await retire_files(fs, folder, stale)
+            in_publish = True
+            try:
+                await publish(fs, json_path, data, overwrite=overwrite, base=base)
+                break
+            except ConcurrentUpdateError:
+                in_publish = False
+                if record is not None:
+                    await _remove_quietly(fs, [record])
+                    record = None
+                if not last_writer_wins or attempt == MAX_PUBLISH_ATTEMPTS:
+                    raise
+            base, old = await _starting_version(fs, json_path, overwrite, precondition)
+    except BaseException as exc:
+        unknown = not isinstance(exc, (ConcurrentUpdateError, BundleExistsError))
+        if unknown and in_publish and grace_period > 0:
+            # the publication may have landed: leave the shards to the sweep,
+            # which never removes what a live model.json names
+            with contextlib.suppress(Exception):
+                await asyncio.shield(retire_files(fs, folder, [_rel(folder, p) for p in written]))
+        else:
+            await asyncio.shield(_remove_quietly(fs, [*written, *([record] if record else [])]))
         raise
     if grace_period <= 0:
         await _remove_quietly(fs, [posixpath.join(folder, p) for p in stale])
     fs.invalidate_cache(folder)
     return json_path, [*written, json_path]
+
+
+async def _starting_version(
+    fs: Any, json_path: str, overwrite: bool, precondition: Callable[[Snapshot], None] | None
+) -> tuple[Snapshot, ModelJSON | None]:
+    """The model.json version a write starts from, checked against the caller's terms."""
+    base, old = await _existing_manifest(fs, json_path)
+    if old is not None and not overwrite:
+        raise BundleExistsError(f"{json_path} already exists (pass overwrite=True)")
+    if precondition is not None:
+        precondition(base)
+    return base, old

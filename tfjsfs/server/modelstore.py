@@ -214,7 +214,7 @@ class _PutLocalFiles:
 
     async def _pipe_file(self, path: str, data: Any, **kwargs: Any) -> Any:
         if isinstance(data, _LocalFile):
-            return await self._fs._put_file(data.path, path)
+            return await self._fs._put_file(data.path, path, **kwargs)
         return await self._fs._pipe_file(path, data, **kwargs)
 
 

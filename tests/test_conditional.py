@@ -1,0 +1,165 @@
+"""Conditional publication of model.json on real stores (moto S3, fake-gcs-server,
+local folders, memory://), and what :func:`write_bundle` does when two writers race.
+
+Races are made deterministic with ``before_publish``: writer A has written its
+shards and, before publishing, lets writer B do a whole save.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+
+import pytest
+from fsspec.asyn import get_loop, sync
+from manage_support import GROUPS, TOPOLOGY, assert_same_weights, make_store, sample_weights
+
+import tfjsfs
+from tfjsfs.errors import BundleExistsError, ConcurrentUpdateError
+from tfjsfs.format.artifacts import ModelArtifacts
+from tfjsfs.format.layouts import plan_bundle
+from tfjsfs.io.conditional import (
+    conditional_kind,
+    put_conditional,
+    remove_conditional,
+    snapshot,
+)
+from tfjsfs.io.resolve import resolve
+from tfjsfs.io.writer import is_fresh_name, write_bundle
+
+KINDS = ["file", "memory", "s3", "gcs"]
+
+
+def _run(coro_fn):
+    return sync(get_loop(), coro_fn)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_create_only_and_compare_and_swap(kind, request, tmp_path):
+    store = make_store(kind, request, tmp_path)
+    fs, path = resolve(store.url("m", "model.json"), **store.options)
+    assert conditional_kind(fs) == {"file": "local"}.get(kind, kind)
+    if kind == "file":
+        (tmp_path / "m").mkdir()
+
+    async def steps():
+        empty = await snapshot(fs, path)
+        assert not empty.exists and empty.version is None
+        await put_conditional(fs, path, b"one", empty)
+        with pytest.raises(BundleExistsError, match="already exists"):
+            await put_conditional(fs, path, b"two", empty)  # a second create-only
+        first = await snapshot(fs, path)
+        assert first.data == b"one" and first.version is not None
+        await put_conditional(fs, path, b"two", first)
+        with pytest.raises(ConcurrentUpdateError, match="replaced by another writer") as lost:
+            await put_conditional(fs, path, b"three", first)  # a stale compare-and-swap
+        assert lost.value.path == path
+        second = await snapshot(fs, path)
+        assert second.data == b"two" and second.version != first.version
+        with pytest.raises(ConcurrentUpdateError):
+            await remove_conditional(fs, path, first)
+        assert (await snapshot(fs, path)).data == b"two"
+        await remove_conditional(fs, path, second)
+        assert not (await snapshot(fs, path)).exists
+
+    _run(steps)
+
+
+def _artifacts(seed: int) -> ModelArtifacts:
+    return ModelArtifacts.from_weights(TOPOLOGY, sample_weights(seed), groups=GROUPS)
+
+
+async def _write(fs, folder, artifacts, **kwargs):
+    plan = plan_bundle(artifacts, "converter", shard_size=100)
+    data = memoryview(artifacts.weight_data).cast("B")
+
+    async def shard_bytes(shard):
+        return data[shard.start : shard.end]
+
+    def render(groups, json_path):
+        return artifacts.to_model_json(groups).dumps()
+
+    return await write_bundle(fs, folder, plan, shard_bytes, render, **kwargs)
+
+
+def _names(store, *parts):
+    doc = json.loads(store.fs.cat_file(store.inner(*parts, "model.json")))
+    return sorted(p for g in doc["weightsManifest"] for p in g["paths"])
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_two_first_time_writers_never_share_a_shard_key(kind, request, tmp_path):
+    """A claims the planned names; B, racing, must use fresh ones and wins;
+    A loses create-only and removes only its own shards."""
+    store = make_store(kind, request, tmp_path)
+    fs, folder = resolve(store.url("m"), **store.options)
+    a, b = _artifacts(1), _artifacts(2)
+
+    async def b_saves_meanwhile(_paths):
+        await _write(fs, folder, b)
+
+    async def race():
+        with pytest.raises(BundleExistsError):
+            await _write(fs, folder, a, before_publish=b_saves_meanwhile)
+
+    _run(race)
+    names = _names(store, "m")
+    assert names and all(is_fresh_name(n) for n in names)
+    assert sorted(store.files("m")) == sorted([*names, "model.json"])  # none of A's left
+    assert_same_weights(store.load("m"), sample_weights(2))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_stale_replace_loses_and_leaves_the_winner_whole(kind, request, tmp_path):
+    store = make_store(kind, request, tmp_path)
+    store.save(_artifacts(0), "m", shard_size=100)
+    fs, folder = resolve(store.url("m"), **store.options)
+
+    async def b_replaces_meanwhile(_paths):
+        await _write(fs, folder, _artifacts(2), overwrite=True)
+
+    async def race():
+        with pytest.raises(ConcurrentUpdateError, match=r"model\.json"):
+            await _write(
+                fs, folder, _artifacts(1), overwrite=True, before_publish=b_replaces_meanwhile
+            )
+
+    _run(race)
+    assert_same_weights(store.load("m"), sample_weights(2))
+    assert sorted(store.files("m")) == sorted([*_names(store, "m"), "model.json"])
+
+
+@pytest.mark.parametrize("kind", ["file", "s3"])
+def test_last_writer_wins_publishes_over_the_new_version(kind, request, tmp_path):
+    store = make_store(kind, request, tmp_path)
+    store.save(_artifacts(0), "m", shard_size=100)
+    fs, folder = resolve(store.url("m"), **store.options)
+
+    async def b_replaces_meanwhile(_paths):
+        await _write(fs, folder, _artifacts(2), overwrite=True)
+
+    async def race():
+        return await _write(
+            fs,
+            folder,
+            _artifacts(1),
+            overwrite=True,
+            last_writer_wins=True,
+            before_publish=b_replaces_meanwhile,
+        )
+
+    _, files = _run(race)
+    assert_same_weights(store.load("m"), sample_weights(1))
+    names = _names(store, "m")
+    assert sorted(posixpath.basename(f) for f in files[:-1]) == names
+    # B's shards, replaced in turn, are gone (no grace period): only A's remain
+    assert sorted(store.files("m")) == sorted([*names, "model.json"])
+
+
+def test_save_model_create_only_loses_to_a_racing_first_writer(tmp_path):
+    """Through the public API: the loser gets BundleExistsError, the winner's bytes stay."""
+    url = str(tmp_path / "m")
+    tfjsfs.save_model(_artifacts(3), url)
+    with pytest.raises(BundleExistsError):
+        tfjsfs.save_model(_artifacts(4), url)
+    assert_same_weights(tfjsfs.load_weights(url), sample_weights(3))
