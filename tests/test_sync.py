@@ -18,6 +18,7 @@ from pathlib import Path
 import fsspec
 import numpy as np
 import pytest
+from fsspec.asyn import get_loop, sync
 from manage_support import (
     GROUPS,
     TOPOLOGY,
@@ -30,6 +31,8 @@ import tfjsfs
 from tfjsfs.cli.main import main
 from tfjsfs.errors import ShardMissingError
 from tfjsfs.format.manifest import ModelJSON, WeightIndex
+from tfjsfs.io.resolve import resolve
+from tfjsfs.io.writer import RETIRED_PREFIX, sweep_folder
 from tfjsfs.model.sync import SYNC_KEY
 
 SHARD = 256
@@ -610,3 +613,56 @@ def test_the_next_run_finishes_a_sweep_a_killed_run_missed(tmp_path):
         [*live, "model.json", "notes.txt"]
     )
     assert_same_weights(tfjsfs.load_weights(str(dst / "m00")), tripled(0))
+
+
+# ------------------------------------------------------------------ grace period
+
+
+def test_grace_period_keeps_replaced_shards_for_readers_of_the_old_model_json(
+    tmp_path, s3_server, s3_bucket
+):
+    """With a grace period, a reader holding the previous model.json still loads
+    every shard it names after the sync; the sweep removes them only once the
+    grace period is over (issue 13's gap: they used to go at the end of the run)."""
+    src = tmp_path / "src"
+    write_local(src, sample_files(1))
+    dst = f"s3://{s3_bucket}/mirror"
+    opts = s3_server.storage_options
+    tfjsfs.sync_models(str(src), dst, dst_options=opts, grace_period=60)
+    fs = s3_server.filesystem()
+    folder = f"{s3_bucket}/mirror/m00"
+    old_json = fs.cat_file(f"{folder}/model.json")
+    old_doc = json.loads(old_json)
+    old_paths = [p for g in old_doc["weightsManifest"] for p in g["paths"]]
+    old_bytes = {p: fs.cat_file(f"{folder}/{p}") for p in old_paths}
+
+    art = tfjsfs.ModelArtifacts.from_weights(TOPOLOGY, tripled(0), groups=GROUPS)
+    tfjsfs.save_model(art, str(src / "m00"), shard_size=SHARD, overwrite=True)
+    report = tfjsfs.sync_models(str(src), dst, dst_options=opts, grace_period=60)
+    assert [m.action for m in report.models] == ["changed"]
+    assert report.models[0].removed == []  # retired, not deleted
+    fs.invalidate_cache()
+    # the reader holding the old model.json gets every byte it names
+    assert {p: fs.cat_file(f"{folder}/{p}") for p in old_paths} == old_bytes
+    records = [
+        p for p in fs.ls(folder, detail=False) if p.split("/")[-1].startswith(RETIRED_PREFIX)
+    ]
+    assert len(records) == 1
+    assert_same_weights(tfjsfs.load_weights(f"{dst}/m00", storage_options=opts), tripled(0))
+    new_doc = json.loads(fs.cat_file(f"{folder}/model.json"))
+    new_paths = {p for g in new_doc["weightsManifest"] for p in g["paths"]}
+    stale = sorted(set(old_paths) - new_paths)
+    assert stale
+
+    async def sweep(now):
+        afs, _ = resolve(f"s3://{folder}", **opts)
+        return await sweep_folder(afs, folder, 60, now=now)
+
+    assert sync(get_loop(), sweep, time.time()) == []  # within the grace period
+    removed = sync(get_loop(), sweep, time.time() + 61)
+    assert sorted(removed) == sorted([*(f"{folder}/{p}" for p in stale), *records])
+    fs.invalidate_cache()
+    assert sorted(p.split("/")[-1] for p in fs.ls(folder, detail=False)) == sorted(
+        [*new_paths, "model.json"]
+    )
+    assert_same_weights(tfjsfs.load_weights(f"{dst}/m00", storage_options=opts), tripled(0))

@@ -59,6 +59,13 @@ def add_sync_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--src-option", action="append", metavar="KEY=VALUE", help="source-only option")
     p.add_argument("--dst-option", action="append", metavar="KEY=VALUE", help="dest-only option")
     p.add_argument("--scheduler", metavar="ADDRESS", help="run on this Dask scheduler")
+    p.add_argument(
+        "--grace-period",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="keep replaced shards this long for readers of the old model.json (default 0)",
+    )
 
 
 def _line(model, dry: bool) -> str | None:
@@ -101,6 +108,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
             verify=args.verify,
             shard_size=args.shard_size,
             quantize=parse_quantize(args.quantize),
+            grace_period=args.grace_period,
             callback=callback,
             scheduler=args.scheduler,
             storage_options=storage_options(args),

@@ -105,6 +105,7 @@ async def sync_models_async(
     shard_size: int | None = None,
     quantize: Any = None,
     concurrency: int = DEFAULT_WRITE_CONCURRENCY,
+    grace_period: float = 0.0,
     callback: Callback | None = None,
     scheduler: Any = None,
     storage_options: Mapping[str, Any] | None = None,
@@ -118,7 +119,15 @@ async def sync_models_async(
     if shard_size is not None or quantize is not None:  # as JSON stores it in the record
         rewrite = json.loads(json.dumps({"shard_size": shard_size, "quantize": quantize}))
     opts = Options(
-        dry_run, delete, checksum, verify, tuple(include), tuple(exclude), concurrency, rewrite
+        dry_run,
+        delete,
+        checksum,
+        verify,
+        tuple(include),
+        tuple(exclude),
+        concurrency,
+        rewrite,
+        max(0.0, float(grace_period)),
     )
     s_opts = {**dict(storage_options or {}), **dict(src_options or {})}
     d_opts = {**dict(storage_options or {}), **dict(dst_options or {})}
@@ -214,6 +223,13 @@ def sync_models() -> SyncReport:
         options did): the record lists the source shards it was made from.
     concurrency : int
         Shards in flight per model.
+    grace_period : float
+        0 deletes the shards only replaced versions used once every model is
+        published (readers holding an old model.json keep working until the
+        run ends); more *retires* them (:func:`tfjsfs.io.writer.retire_files`,
+        recorded before the new model.json is published) and a later run, or
+        any :func:`tfjsfs.io.writer.sweep_folder` of the folder (a model
+        server's sweep), removes them once that many seconds have passed.
     callback : fsspec.callbacks.Callback, optional
         Progress in shard bytes sent (in models with *scheduler*).
     scheduler : str or distributed.Client, optional

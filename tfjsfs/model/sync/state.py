@@ -27,6 +27,7 @@ class Options:
     exclude: tuple[str, ...] = ()
     concurrency: int = DEFAULT_WRITE_CONCURRENCY
     rewrite: dict | None = None
+    grace_period: float = 0.0
 
 
 @dataclass
@@ -66,6 +67,7 @@ class Plan:
     stale: list[str] = field(default_factory=list)
     sources: dict[str, dict] = field(default_factory=dict)
     replaced: list[str] = field(default_factory=list)
+    retired: bool = False
 
 
 class Context:

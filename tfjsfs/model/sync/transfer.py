@@ -1,5 +1,13 @@
 """Sending a planned model: its shards, then its model.json published last,
-then (after every model) the shards only replaced versions used are swept."""
+then (after every model) the shards only replaced versions used are swept.
+
+model.json is published conditionally on the version the plan was made from
+(:mod:`tfjsfs.io.conditional`): if another writer changed the destination
+model meanwhile, the model fails with :class:`~tfjsfs.errors.ConcurrentUpdateError`
+instead of overwriting it. With a grace period, replaced shards are retired
+(:func:`tfjsfs.io.writer.retire_files`) before the swap and removed by
+:func:`tfjsfs.io.writer.sweep_folder` once it is over, like every other writer's.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +16,12 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from ..._util.concurrency import gather_bounded
-from ...errors import TransferError, WeightDataError
+from ...errors import ConcurrentUpdateError, TransferError, WeightDataError
 from ...format.layouts import MODEL_JSON
 from ...format.manifest import ModelJSON
+from ...io.conditional import snapshot
 from ...io.transfer import copy_bundle, digest, open_source
-from ...io.writer import publish
+from ...io.writer import publish, retire_files, sweep_folder
 from .names import TAGGED, relative, shard_tag, tagged_name, untagged
 from .record import make_record, render, with_record
 from .state import Context, Move, Plan
@@ -69,8 +78,19 @@ async def apply_plan(ctx: Context, plan: Plan) -> None:
     plan.replaced = [relative(dfolder, p) for p in plan.stale]
     raw = render(plan)
     overwrite = plan.live_raw is not None
+    base = await snapshot(dfs, item.dst_json)
+    if base.data != plan.live_raw:
+        raise ConcurrentUpdateError(
+            f"{item.dst_json} changed while syncing (another writer published it after "
+            "the plan was made); run the sync again",
+            item.dst_json,
+        )
+    if ctx.opts.grace_period > 0:
+        await _retire(ctx, plan)
     await _in_folder(
-        dfs, item.dst_json, lambda: publish(dfs, item.dst_json, raw, overwrite=overwrite)
+        dfs,
+        item.dst_json,
+        lambda: publish(dfs, item.dst_json, raw, overwrite=overwrite, base=base),
     )
     if ctx.opts.verify:
         back = await ctx.read("dst", item.dst_json)
@@ -130,12 +150,24 @@ async def _apply_rewrite(ctx: Context, plan: Plan) -> None:
     plan.result.bytes_sent = outcome.weight_bytes
 
 
+async def _retire(ctx: Context, plan: Plan) -> None:
+    """Record the plan's stale shards for removal after the grace period."""
+    if plan.stale and not plan.retired:
+        dfolder = posixpath.dirname(plan.item.dst_json)
+        await retire_files(ctx.dfs, dfolder, [relative(dfolder, p) for p in plan.stale])
+    plan.retired = True
+
+
 async def sweep(ctx: Context, plans: Sequence[Plan]) -> None:
     """Delete the shards only replaced versions used, once every model is published.
 
     Readers that fetched a previous model.json during the run keep finding
-    its shards until the run ends.
+    its shards until the run ends. With a grace period they are retired
+    instead, and only what earlier retirements no longer protect is removed.
     """
+    if ctx.opts.grace_period > 0:
+        await _sweep_retired(ctx, plans)
+        return
     for plan in plans:
         for path in plan.stale:
             try:
@@ -148,3 +180,17 @@ async def sweep(ctx: Context, plans: Sequence[Plan]) -> None:
             plan.result.removed.append(path)
         if plan.stale:
             ctx.dfs.invalidate_cache(posixpath.dirname(plan.item.dst_json))
+
+
+async def _sweep_retired(ctx: Context, plans: Sequence[Plan]) -> None:
+    for plan in plans:
+        if not plan.stale:
+            continue
+        folder = posixpath.dirname(plan.item.dst_json)
+        try:
+            await _retire(ctx, plan)  # an unchanged model's leftovers (an earlier run's)
+            removed = await sweep_folder(ctx.dfs, folder, ctx.opts.grace_period)
+        except OSError as exc:
+            plan.result.error = f"cannot retire old shards in {folder}: {exc}"
+            continue
+        plan.result.removed += [p for p in removed if p in set(plan.stale)]
