@@ -210,10 +210,15 @@ async def _live_paths(fs: Any, folder: str, entries: Sequence[dict[str, Any]]) -
     return live
 
 
-async def _read_record(fs: Any, path: str) -> tuple[float, list[str]]:
-    """``(retired time, files)`` of a record; an unreadable record retires nothing."""
+async def _read_record(fs: Any, path: str) -> tuple[float, list[str]] | None:
+    """``(retired time, files)`` of a record; an unreadable record retires nothing;
+    None when it is gone (another process swept it meanwhile)."""
     try:
-        doc = json.loads(await fs._cat_file(path))
+        data = await fs._cat_file(path)
+    except FileNotFoundError:
+        return None
+    try:
+        doc = json.loads(data)
         files = [f for f in doc["files"] if isinstance(f, str)]
         return float(doc["retired"]), files
     except (ValueError, KeyError, TypeError):
@@ -231,6 +236,8 @@ async def sweep_folder(
       pending record lists (left by a crash).
 
     A file that a JSON file of the folder (the live model.json) names is never removed.
+    Several processes may sweep one folder at once (several servers on one
+    store): files and records another sweep removed meanwhile are skipped.
 
     Returns
     -------
@@ -253,7 +260,10 @@ async def sweep_folder(
         if not base.startswith(RETIRED_PREFIX) or entry.get("type") != "file":
             continue
         path = posixpath.join(folder, base)
-        retired, files = await _read_record(fs, path)
+        read = await _read_record(fs, path)
+        if read is None:
+            continue
+        retired, files = read
         rel = {posixpath.normpath(f) for f in files if _inside(f)}
         if now - retired >= grace_period:
             doomed += [posixpath.join(folder, f) for f in sorted(rel - live)]

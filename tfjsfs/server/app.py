@@ -120,6 +120,7 @@ def create_app(
     max_uploads: int = DEFAULT_MAX_UPLOADS,
     upload_idle_timeout: float = DEFAULT_UPLOAD_IDLE_TIMEOUT,
     grace_period: float = DEFAULT_GRACE_PERIOD,
+    create_only: bool = False,
 ) -> web.Application:
     """The model server application.
 
@@ -168,6 +169,10 @@ def create_app(
     grace_period : float
         Seconds replaced and deleted weight files (and a crash's leftovers)
         stay before they are swept (see :class:`ModelStore`).
+    create_only : bool
+        Uploads never replace a model: as if every one sent ``If-None-Match: *``
+        (412 when the name exists). Enforced by the store's create-only write,
+        so it holds across several servers on one store.
 
     Returns
     -------
@@ -201,7 +206,7 @@ def create_app(
     app[REDACT_KEY] = _store_locations(store)
     app.on_response_prepare.append(security_headers)
     app[CONFIG_KEY] = ServerConfig(
-        token, read_token, max_upload_bytes, max_json_bytes, spool_memory, spool_dir
+        token, read_token, max_upload_bytes, max_json_bytes, spool_memory, spool_dir, create_only
     )
 
     later: list[asyncio.TimerHandle] = []

@@ -33,6 +33,7 @@ from aiohttp import hdrs, web
 
 from ..errors import (
     BundleExistsError,
+    ConcurrentUpdateError,
     FormatError,
     ModelChangedError,
     ModelNotFoundError,
@@ -104,6 +105,7 @@ def error_reply(exc: BaseException, request: web.Request | None = None) -> web.R
     * ``ModelNotFoundError``, ``FileNotFoundError``: 404 ``not-found``
     * :class:`~tfjsfs.errors.BundleExistsError`: 409 ``exists``
     * :class:`~tfjsfs.errors.ModelChangedError`: 409 ``changed``
+    * :class:`~tfjsfs.errors.ConcurrentUpdateError`: 409 ``conflict``
     * :class:`~tfjsfs.errors.FormatError`: 400, the class name as kind
     * other ``TFJSError`` and ``OSError``: 502, the class name as kind
 
@@ -125,6 +127,8 @@ def error_reply(exc: BaseException, request: web.Request | None = None) -> web.R
         return json_error(409, str(exc), "exists")
     if isinstance(exc, ModelChangedError):
         return json_error(409, str(exc), "changed")
+    if isinstance(exc, ConcurrentUpdateError):
+        return json_error(409, str(exc), "conflict")
     if isinstance(exc, FormatError):
         return json_error(400, str(exc), type(exc).__name__)
     if isinstance(exc, (TFJSError, OSError)) and not isinstance(exc, ConnectionResetError):

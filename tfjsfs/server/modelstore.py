@@ -27,7 +27,7 @@ import logging
 import posixpath
 import weakref
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -39,6 +39,7 @@ from ..errors import ManifestError, ModelNotFoundError, UnsafePathError
 from ..format.artifacts import ModelArtifacts, ModelArtifactsInfo, SaveResult
 from ..format.layouts import DEFAULT_SHARD_SIZE, MODEL_JSON, ShardPlan, plan_bundle
 from ..format.manifest import ModelJSON, WeightGroup
+from ..io.conditional import Snapshot
 from ..io.location import locate_shard, name_in_folder
 from ..io.resolve import resolve
 from ..io.writer import (
@@ -631,7 +632,12 @@ class ModelStore:
     # ------------------------------------------------------------- writing
 
     async def _save(
-        self, name: str, artifacts: ModelArtifacts, spool_path: str | None, overwrite: bool
+        self,
+        name: str,
+        artifacts: ModelArtifacts,
+        spool_path: str | None,
+        overwrite: bool,
+        precondition: Callable[[Snapshot], None] | None,
     ) -> SaveResult:
         folder = self.folder(name)
         if self.shard_size:
@@ -659,6 +665,8 @@ class ModelStore:
                 render,
                 overwrite=overwrite,
                 grace_period=self.grace_period,
+                last_writer_wins=overwrite and precondition is None,
+                precondition=precondition,
             )
         finally:
             self._writing[folder] -= 1
@@ -675,8 +683,16 @@ class ModelStore:
         *,
         overwrite: bool = True,
         spool_path: str | None = None,
+        precondition: Callable[[Snapshot], None] | None = None,
     ) -> SaveResult:
         """Store *artifacts* as bundle *name*, atomically, under the name's lock.
+
+        The lock only orders this process's writers; across processes (several
+        servers on one store) model.json is published with the store's
+        conditional write (:mod:`tfjsfs.io.conditional`). A replace without
+        *precondition* is last-writer-wins (it publishes over whatever version
+        another server published meanwhile); with one, it is compare-and-swap
+        against the version the precondition accepted.
 
         Parameters
         ----------
@@ -688,10 +704,21 @@ class ModelStore:
         spool_path : str, optional
             A local file holding exactly ``artifacts.weight_data``; a
             single-file bundle is then streamed from it to remote stores.
+        precondition : callable, optional
+            Called with the snapshot of model.json the save starts from; raises
+            (e.g. :class:`~tfjsfs.errors.ConcurrentUpdateError` for an HTTP
+            ``If-Match`` that does not hold) to refuse the save.
+
+        Raises
+        ------
+        BundleExistsError
+            Not *overwrite*, and the bundle exists (or another writer created it first).
+        ConcurrentUpdateError
+            With *precondition*: another writer published model.json meanwhile.
         """
         check_name(name)
         async with self.lock(name):
-            return await self.io(self._save(name, artifacts, spool_path, overwrite))
+            return await self.io(self._save(name, artifacts, spool_path, overwrite, precondition))
 
     async def _delete(self, name: str) -> BundleSummary:
         summary = await self._describe(name)

@@ -160,6 +160,12 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
         f"began before the change complete (default {DEFAULT_GRACE_PERIOD:g})",
     )
     p.add_argument(
+        "--create-only",
+        action="store_true",
+        help="uploads never replace a model (as if every one sent If-None-Match: *); "
+        "safe across several servers on one store",
+    )
+    p.add_argument(
         "--shutdown-timeout",
         type=float,
         default=DEFAULT_SHUTDOWN_TIMEOUT,
@@ -227,6 +233,7 @@ def serve_options(
         "max_uploads": args.max_uploads,
         "upload_idle_timeout": args.upload_idle_timeout,
         "grace_period": args.grace_period,
+        "create_only": args.create_only,
     }
     if args.max_upload_bytes is not None:
         options["max_upload_bytes"] = args.max_upload_bytes

@@ -14,7 +14,11 @@
                                    ``model.weights.bin``; validated completely,
                                    then stored as a bundle; replies with the
                                    ``ModelArtifactsInfo`` (201 new, 200 replaced;
-                                   ``If-None-Match: *`` makes it create-only)
+                                   ``If-None-Match: *`` makes it create-only,
+                                   412 if it exists; ``If-Match: <ETag of
+                                   model.json>`` compare-and-swap, 412 if
+                                   another upload replaced it; 409 when a
+                                   replace keeps losing races)
 ``GET /models/{name}``             the model's description: topology summary,
                                    inputs, outputs, signature, groups, weights
                                    (shapes, dtypes, byte ranges), files (JSON,
@@ -45,14 +49,22 @@ import email.utils
 import hashlib
 import logging
 import posixpath
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import hdrs, web
+from aiohttp.helpers import ETAG_ANY
 
-from ..errors import BundleExistsError, ModelNotFoundError, UnsafePathError
+from ..errors import (
+    BundleExistsError,
+    ConcurrentUpdateError,
+    ModelNotFoundError,
+    UnsafePathError,
+)
 from ..format.layout_view import describe_layout
 from ..format.serverlisting import LISTING_HEADER, LISTING_REL, LISTING_VERSION
+from ..io.conditional import Snapshot
 from .access import server_origin
 from .middleware import json_error, public
 from .modelstore import (
@@ -97,6 +109,7 @@ class ServerConfig:
     max_json_bytes: int = DEFAULT_MAX_JSON_BYTES
     spool_memory: int = DEFAULT_SPOOL_MEMORY
     spool_dir: str | None = None
+    create_only: bool = False
 
 
 STORE_KEY = web.AppKey("tfjsfs_store", ModelStore)
@@ -212,7 +225,8 @@ async def put_model(request: web.Request) -> web.Response:
     store = request.app[STORE_KEY]
     config = request.app[CONFIG_KEY]
     name = check_name(request.match_info["tail"])
-    create_only = request.headers.get(hdrs.IF_NONE_MATCH, "").strip() == "*"
+    create_only = config.create_only or request.headers.get(hdrs.IF_NONE_MATCH, "").strip() == "*"
+    precondition = _if_match(request, name)
     upload = await read_upload(
         request.headers,
         request.content,
@@ -225,10 +239,19 @@ async def put_model(request: web.Request) -> web.Response:
         existed = await store.exists(name)
         try:
             result = await store.save(
-                name, upload.artifacts, overwrite=not create_only, spool_path=upload.spool.path
+                name,
+                upload.artifacts,
+                overwrite=not create_only,
+                spool_path=upload.spool.path,
+                precondition=precondition,
             )
         except BundleExistsError:
-            return json_error(412, f"model {name!r} already exists (If-None-Match: *)", "exists")
+            why = "this server is create-only" if config.create_only else "If-None-Match: *"
+            return json_error(412, f"model {name!r} already exists ({why})", "exists")
+        except ConcurrentUpdateError as exc:
+            if precondition is not None:
+                return json_error(412, str(exc), "precondition-failed")
+            return json_error(409, f"model {name!r}: {exc}", "conflict")
         weights = len(upload.artifacts.weight_specs)
         nbytes = upload.weight_bytes
     files = store.relative_files(name, result.files)
@@ -245,6 +268,35 @@ async def put_model(request: web.Request) -> web.Response:
         "modelArtifactsInfo": result.model_artifacts_info.to_json(),
     }
     return web.json_response(body, status=200 if existed else 201, headers={hdrs.LOCATION: url})
+
+
+def _if_match(request: web.Request, name: str) -> Callable[[Snapshot], None] | None:
+    """The check an ``If-Match`` header asks of the model.json an upload replaces.
+
+    The tags are those ``GET /models/{name}/model.json`` sends (:func:`content_tag`,
+    strong comparison); ``*`` asks only that the model exists. The store
+    publishes conditionally on the version checked, so the check still holds
+    when the new model.json lands, whichever server published meanwhile.
+    """
+    tags = request.if_match
+    if tags is None:
+        return None
+    wanted = {f'"{t.value}"' for t in tags if not t.is_weak}
+    any_version = any(t.value == ETAG_ANY for t in tags)
+
+    def check(base: Snapshot) -> None:
+        if base.data is None:
+            raise ConcurrentUpdateError(f"model {name!r} does not exist (If-Match)", base.path)
+        tag = content_tag(base.data)
+        if not any_version and tag not in wanted:
+            raise ConcurrentUpdateError(
+                f"model {name!r} is at version {tag}, not "
+                f"{', '.join(sorted(wanted)) or 'a weak tag'} (If-Match): another upload "
+                "replaced it",
+                base.path,
+            )
+
+    return check
 
 
 async def delete_model(request: web.Request) -> web.Response:
