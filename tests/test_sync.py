@@ -360,6 +360,11 @@ class Recorder(Callback):
         super().__init__()
         self.children: dict[str, Recorder] = {}
         self.closed = False
+        self.sizes: list[int] = []
+
+    def set_size(self, size):
+        super().set_size(size)
+        self.sizes.append(size)
 
     def branched(self, path_1, path_2, **kwargs):
         child = Recorder()
@@ -384,6 +389,8 @@ def test_progress_per_model_and_overall(tmp_path):
     for name, child in whole.children.items():
         assert (child.size, child.value, child.closed) == (sent[name], sent[name], True)
     assert whole.size == whole.value == sent["m00"] + sent["m02"]
+    # the total grows as models are planned (each is sent once planned)
+    assert whole.sizes == [sent["m00"], sent["m00"] + sent["m02"]]
 
 
 def test_cli_sync_draws_a_bar_per_model(tmp_path):

@@ -67,6 +67,13 @@ class Plan:
     sources: dict[str, dict] = field(default_factory=dict)
     replaced: list[str] = field(default_factory=list)
 
+    def release(self) -> None:
+        """Drop what only planning and sending needed (JSON bytes, parsed
+        manifest, listings), keeping the result and the files to sweep."""
+        self.doc, self.raw, self.live_raw = None, b"", None
+        self.moves, self.groups, self.sources = [], [], {}
+        self.item = Item(self.item.name, self.item.src_json, self.item.dst_json, {}, {})
+
 
 class Context:
     """Both filesystems and the options; one per process (rebuilt on Dask workers)."""
@@ -75,6 +82,8 @@ class Context:
         self.sfs, self.dfs, self.opts, self.callback = sfs, dfs, opts, callback
         self.policy = RetryPolicy()
         self.hashes: dict[tuple[str, str], str] = {}
+        #: bytes to send in the models planned so far (the progress total).
+        self.planned_bytes = 0
 
     async def read(self, side: str, path: str) -> bytes:
         fs = self.sfs if side == "src" else self.dfs
