@@ -432,6 +432,20 @@ def test_a_broken_source_model_is_reported_and_never_half_written(tmp_path):
         tfjsfs.load_weights(str(src / "m01"))
 
 
+def test_a_model_json_over_the_cap_is_refused_like_a_load_refuses_it(tmp_path):
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    write_local(src, sample_files(2))
+    path = src / "m01" / "model.json"
+    text = path.read_bytes()
+    path.write_bytes(text + b" " * ((64 << 20) + 1 - len(text)))  # still valid JSON
+    report = tfjsfs.sync_models(str(src), str(dst))
+    by_name = {m.name: m for m in report.models}
+    assert (by_name["m00"].action, by_name["m01"].action) == ("new", "error")
+    assert "model.json holds more than 67108864 bytes" in by_name["m01"].error
+    assert not (dst / "m01").exists()
+    same_models(str(src), str(dst), ["m00"])
+
+
 def test_sync_record_names_the_source_state(tmp_path):
     src, dst = tmp_path / "src", tmp_path / "dst"
     files = sample_files(1)

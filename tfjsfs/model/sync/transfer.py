@@ -24,7 +24,7 @@ __all__ = ["apply_plan", "stale_files", "sweep"]
 
 
 async def _send(ctx: Context, plan: Plan, move: Move, progress: Callback) -> None:
-    data = await ctx.read("src", move.src)
+    data = await ctx.read("src", move.src, move.size)
     if len(data) != move.size:
         raise WeightDataError(
             f"{plan.item.src_json}: weight shard {move.src} changed while syncing: "
@@ -37,7 +37,7 @@ async def _send(ctx: Context, plan: Plan, move: Move, progress: Callback) -> Non
     await _in_folder(ctx.dfs, path, lambda: ctx.dfs._pipe_file(path, data))
     move.record["hash"] = content
     if ctx.opts.verify:
-        back = await ctx.read("dst", path)
+        back = await ctx.read("dst", path, move.size)
         if len(back) != move.size or digest(back).hex() != content:
             raise TransferError(
                 f"{path}: wrote {move.size} bytes of {move.src}, read back {len(back)} "
@@ -84,7 +84,7 @@ async def apply_plan(ctx: Context, plan: Plan) -> None:
         dfs, item.dst_json, lambda: publish(dfs, item.dst_json, raw, overwrite=overwrite)
     )
     if ctx.opts.verify:
-        back = await ctx.read("dst", item.dst_json)
+        back = await ctx.read("dst", item.dst_json, len(raw))
         if back != raw:
             raise TransferError(
                 f"{item.dst_json} read back as {len(back)} bytes that differ from the "
