@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -37,29 +38,13 @@ from pathlib import Path
 
 import numpy as np
 
+HERE = os.path.dirname(os.path.abspath(__file__))
+if HERE not in sys.path:
+    sys.path.insert(0, HERE)
+
+import memory  # noqa: E402
+
 MiB = 2**20
-
-
-def _status() -> dict[str, int]:
-    out = {}
-    with open("/proc/self/status") as f:
-        for line in f:
-            key, _, value = line.partition(":")
-            if key in ("VmRSS", "VmHWM"):
-                out[key] = int(value.split()[0]) * 1024
-    return out
-
-
-def reset_peak() -> int:
-    """In a worker: reset the peak RSS mark; the RSS now."""
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
-    return _status()["VmRSS"]
-
-
-def read_peak() -> int:
-    """In a worker: the peak RSS since the last reset."""
-    return _status()["VmHWM"]
 
 
 def make_models(root: Path, count: int, tensors: int = 4) -> int:
@@ -88,11 +73,11 @@ def measure_in_process(sizes: list[int], tensors: int) -> dict:
             src = Path(tmp) / f"src{count}"
             weight_bytes = make_models(src, count, tensors)
             json_bytes = sum(p.stat().st_size for p in src.rglob("model.json"))
-            before = reset_peak()
+            before = memory.reset_peak()
             t0 = time.perf_counter()
             report = tfjsfs.sync_models(str(src), str(Path(tmp) / f"dst{count}"))
             seconds = time.perf_counter() - t0
-            peak = read_peak()
+            peak = memory.peak()
             assert report.ok and report.count("new") == count, report.summary()
             results["runs"].append(
                 {
@@ -123,7 +108,8 @@ def measure(sizes: list[int]) -> dict:
     import tfjsfs
     from tfjsfs.model import bulk
 
-    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers can't import us
+    for module in (sys.modules[__name__], memory):  # workers can't import us
+        cloudpickle.register_pickle_by_value(module)
     capped = bulk.MAX_TASK_ITEMS
     results: dict = {"workers": 2, "threads_per_worker": 2, "runs": []}
     with (
@@ -148,11 +134,11 @@ def measure(sizes: list[int]) -> dict:
                 try:
                     tasks = len(bulk._chunks(list(range(count)), 4 * 4))  # as _run_tasks
                     dst = Path(tmp) / f"dst{count}-{limit}"
-                    before = client.run(reset_peak)
+                    before = client.run(memory.reset_peak)
                     t0 = time.perf_counter()
                     report = tfjsfs.sync_models(str(src), str(dst), scheduler=client)
                     seconds = time.perf_counter() - t0
-                    peaks = client.run(read_peak)
+                    peaks = client.run(memory.peak)
                 finally:
                     bulk.MAX_TASK_ITEMS = capped
                 assert report.ok and report.count("new") == count, report.summary()
