@@ -25,7 +25,8 @@ from tfjsfs.io.conditional import (
     snapshot,
 )
 from tfjsfs.io.resolve import resolve
-from tfjsfs.io.writer import is_fresh_name, write_bundle
+from tfjsfs.io.writer import is_fresh_name, unpublish, write_bundle
+from tfjsfs.model.manage import bundle_files
 
 KINDS = ["file", "memory", "s3", "gcs"]
 
@@ -163,3 +164,27 @@ def test_save_model_create_only_loses_to_a_racing_first_writer(tmp_path):
     with pytest.raises(BundleExistsError):
         tfjsfs.save_model(_artifacts(4), url)
     assert_same_weights(tfjsfs.load_weights(url), sample_weights(3))
+
+
+@pytest.mark.parametrize("kind", ["file", "s3", "gcs"])
+def test_removing_a_model_replaced_after_it_was_read_removes_nothing(kind, request, tmp_path):
+    """remove_model (and move_model's removal of its source) deletes model.json only
+    if it is still the version whose shards it is about to delete."""
+    store = make_store(kind, request, tmp_path)
+    store.save(_artifacts(0), "m", shard_size=100)
+    fs, path = resolve(store.url("m"), **store.options)
+
+    async def read():
+        return await bundle_files(fs, path)
+
+    json_path, _, doc = _run(read)
+    store.save(_artifacts(1), "m", shard_size=100, overwrite=True)  # another writer
+
+    async def remove():
+        await unpublish(fs, json_path, doc)
+
+    with pytest.raises(ConcurrentUpdateError, match="replaced by another writer"):
+        _run(remove)
+    assert_same_weights(store.load("m"), sample_weights(1))
+    tfjsfs.remove_model(store.url("m"), storage_options=store.options)
+    assert store.files("m") == []

@@ -46,7 +46,13 @@ from fsspec.callbacks import DEFAULT_CALLBACK, Callback
 
 from .._util.concurrency import gather_bounded
 from .._util.entries import modified_time
-from ..errors import BundleExistsError, ConcurrentUpdateError, ManifestError, UnsafePathError
+from ..errors import (
+    BundleExistsError,
+    ConcurrentUpdateError,
+    ManifestError,
+    ModelNotFoundError,
+    UnsafePathError,
+)
 from ..format.layouts import BundlePlan, ShardPlan
 from ..format.manifest import ModelJSON, WeightGroup
 from .conditional import (
@@ -55,6 +61,7 @@ from .conditional import (
     create_file,
     is_local,
     put_conditional,
+    remove_conditional,
     snapshot,
 )
 from .location import name_in_folder
@@ -67,6 +74,7 @@ __all__ = [
     "publish",
     "retire_files",
     "sweep_folder",
+    "unpublish",
     "write_bundle",
 ]
 
@@ -170,6 +178,46 @@ async def publish(
                 path,
             ) from None
         raise BundleExistsError(f"{path} already exists (pass overwrite=True)") from None
+
+
+async def unpublish(
+    fs: Any,
+    json_path: str,
+    doc: ModelJSON,
+    before_remove: Callable[[], Awaitable[Any]] | None = None,
+) -> None:
+    """Delete a model JSON, only if it is still the version *doc* (what the caller
+    read, whose shards it is about to remove): the store's conditional delete.
+
+    Parameters
+    ----------
+    before_remove : async callable, optional
+        Awaited once the version is checked, before model.json goes (e.g. to
+        retire the shards, so a crash leaves nothing unswept).
+
+    Raises
+    ------
+    ModelNotFoundError
+        model.json is gone (another writer removed it).
+    ConcurrentUpdateError
+        Another writer replaced it after it was read; nothing is removed.
+    """
+    base = await snapshot(fs, json_path)
+    if base.data is None:
+        raise ModelNotFoundError(f"{json_path} was removed by another writer meanwhile")
+    try:
+        now = ModelJSON.parse(base.data, json_path, require_topology=False)
+        same = [g.paths for g in now.weights_manifest] == [g.paths for g in doc.weights_manifest]
+    except ManifestError:
+        same = False
+    if not same:
+        raise ConcurrentUpdateError(
+            f"{json_path} was replaced by another writer after it was read; not removed",
+            json_path,
+        )
+    if before_remove is not None:
+        await before_remove()
+    await remove_conditional(fs, json_path, base)
 
 
 async def _remove_quietly(fs: Any, paths: Sequence[str]) -> None:

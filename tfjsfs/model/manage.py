@@ -55,7 +55,7 @@ from ..io.resolve import resolve
 from ..io.serverlisting import server_listing
 from ..io.shardurls import is_http, resolve_shard_paths
 from ..io.transfer import copy_bundle, open_source, same_location
-from ..io.writer import DEFAULT_WRITE_CONCURRENCY, is_local
+from ..io.writer import DEFAULT_WRITE_CONCURRENCY, is_local, unpublish
 from .api import load_model_async, requantize, save_model_async
 from .http import JSON_FIELD, WEIGHTS_FIELD
 
@@ -626,7 +626,7 @@ async def _remove(
     files = [json_path, *shards]
     if dry_run:
         return info, files
-    await fs._rm_file(json_path)  # first: from here on no reader finds the bundle
+    await unpublish(fs, json_path, doc)  # first: from here on no reader finds the bundle
     await gather_bounded((_rm_quietly(fs, p) for p in shards), DEFAULT_WRITE_CONCURRENCY)
     if is_local(fs) or _is_memory(fs):
         with contextlib.suppress(OSError):

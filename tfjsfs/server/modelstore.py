@@ -7,7 +7,10 @@ Names are checked before any path is built, so no name can leave the store.
 Writes go through :func:`tfjsfs.io.writer.write_bundle` (shards first,
 model.json last, create-only unless replacing, fresh shard names whenever the
 name held a bundle within the grace period), under a per-name lock so two
-uploads to one name take turns. Replaced and deleted weight files stay
+uploads to one name take turns in this process; across processes (several
+servers on one store) model.json is published with the store's conditional
+write and a delete removes only the version it described
+(:mod:`tfjsfs.io.conditional`). Replaced and deleted weight files stay
 readable for ``grace_period`` seconds, so a load that began before the swap
 completes with the old version; :meth:`ModelStore.sweep` removes them after
 it, and at start removes what a crash left (see
@@ -48,6 +51,7 @@ from ..io.writer import (
     is_local,
     retire_files,
     sweep_folder,
+    unpublish,
     write_bundle,
 )
 from .names import check_name, without_credentials
@@ -724,10 +728,16 @@ class ModelStore:
         summary = await self._describe(name)
         folder = self.folder(name)
         shards = self._shard_paths(summary)
-        if self.grace_period > 0:
-            # recorded before model.json goes, so a crash leaves nothing unswept
-            await retire_files(self.fs, folder, shards)
-        await self.fs._rm_file(summary.json_path)  # the bundle is gone from here on
+
+        async def retire() -> None:
+            if self.grace_period > 0:
+                # recorded before model.json goes, so a crash leaves nothing unswept
+                await retire_files(self.fs, folder, shards)
+
+        if summary.doc is None:  # unreadable: nothing to compare, nothing to retire
+            await self.fs._rm_file(summary.json_path)
+        else:  # only the version described (another server may have replaced it)
+            await unpublish(self.fs, summary.json_path, summary.doc, retire)
         if self.grace_period <= 0:
             for path in shards:
                 with contextlib.suppress(FileNotFoundError):
