@@ -8,6 +8,7 @@ after the grace period, nothing else is left.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import posixpath
 import subprocess
@@ -28,12 +29,27 @@ from tfjsfs.io.writer import RETIRED_PREFIX
 NAMES = ["alpha", "beta", "team/gamma"]
 UPLOADS_PER_NAME = 10
 GRACE = 3.0
+EXTRA = 100_000  # float32 elements added to each upload (400 kB of weights)
 
 
 def _same(got: dict, want: dict) -> bool:
     return list(got) == list(want) and all(
         got[k].dtype == want[k].dtype and np.array_equal(got[k], want[k]) for k in want
     )
+
+
+def _upload_artifacts(seed: int) -> tfjsfs.ModelArtifacts:
+    """Same shapes for every seed (only values differ); model.json names its seed."""
+    artifacts = make_artifacts(seed, extra=EXTRA)
+    return dataclasses.replace(artifacts, user_defined_metadata={"seed": seed})
+
+
+def _load_whole(url: str, versions: dict[int, dict]) -> int | None:
+    """Load a model; the seed its model.json names if its weights are that upload's
+    whole (None: a mix, e.g. one writer's model.json over another's shard bytes)."""
+    model = tfjsfs.load_model(url)
+    seed = (model.user_defined_metadata or {}).get("seed")
+    return seed if seed in versions and _same(model.weights, versions[seed]) else None
 
 
 def _which(got: dict, versions: dict[int, dict]) -> int | None:
@@ -61,7 +77,7 @@ class Reader(threading.Thread):
             url = self.urls[n % len(self.urls)]
             n += 1
             try:
-                got = tfjsfs.load_weights(f"{url}/models/{name}")
+                seed = _load_whole(f"{url}/models/{name}", self.versions[name])
             except (ModelNotFoundError, FileNotFoundError):
                 continue  # not created yet
             except ShardMissingError as exc:  # a model.json older than the grace period
@@ -70,7 +86,6 @@ class Reader(threading.Thread):
             except Exception as exc:
                 self.failures.append(f"{name}: {type(exc).__name__}: {exc}")
                 continue
-            seed = _which(got, self.versions[name])
             if seed is None:
                 self.failures.append(f"{name}: a read matched no uploaded version (torn)")
             else:
@@ -84,16 +99,19 @@ def _storm(servers: list[ServerProcess]) -> tuple[dict, dict, Reader]:
     for i, name in enumerate(NAMES):
         for j in range(UPLOADS_PER_NAME):
             seed = 100 * i + j
-            artifacts = make_artifacts(seed)
+            artifacts = _upload_artifacts(seed)
             versions[name][seed] = artifacts.weights
             create_only = j % 2 == 0
             jobs.append((name, seed, create_only, servers[(i + j) % len(servers)], artifacts))
     reader = Reader([s.url for s in servers], versions)
     reader.start()
 
+    start = threading.Barrier(len(jobs))
+
     def upload(job):
         name, seed, create_only, server, artifacts = job
         headers = {"If-None-Match": "*"} if create_only else {}
+        start.wait(60)  # every upload at once: first-time writers really race
         reply = post_parts(f"{server.url}/models/{name}", tfjs_parts(artifacts), **headers)
         return name, seed, create_only, reply
 
@@ -124,8 +142,8 @@ def _check_storm(servers, outcomes, versions, reader, list_files, read_file) -> 
         assert {st for _, st in replaced} <= {200, 201}, outcomes[name]
         winners = {s for s, c, st, _ in outcomes[name] if st in (200, 201)}
         # what the store holds is one whole upload that succeeded
-        loaded = tfjsfs.load_weights(f"{servers[0].url}/models/{name}")
-        assert _which(loaded, {s: versions[name][s] for s in winners}) is not None
+        seed = _load_whole(f"{servers[0].url}/models/{name}", versions[name])
+        assert seed in winners
         doc = json.loads(read_file(name, "model.json"))
         named = sorted(posixpath.normpath(p) for g in doc["weightsManifest"] for p in g["paths"])
         assert set(named) <= set(list_files(name)), "a named shard is missing"
@@ -169,8 +187,7 @@ def _run_storm(store: str, options: list[str], list_files, read_file) -> None:
         _check_storm(servers, outcomes, versions, reader, list_files, read_file)
         _wait_clean(list_files, read_file, GRACE * 3 + 10, servers)
         for name in NAMES:  # and every name still loads
-            loaded = tfjsfs.load_weights(f"{servers[1].url}/models/{name}")
-            assert _which(loaded, versions[name]) is not None
+            assert _load_whole(f"{servers[1].url}/models/{name}", versions[name]) is not None
     finally:
         for server in servers:
             server.stop()
