@@ -10,14 +10,17 @@ from __future__ import annotations
 import json
 import posixpath
 
+import fsspec
 import pytest
 from fsspec.asyn import get_loop, sync
+from fsspec.implementations.memory import MemoryFileSystem
 from manage_support import GROUPS, TOPOLOGY, assert_same_weights, make_store, sample_weights
 
 import tfjsfs
 from tfjsfs.errors import BundleExistsError, ConcurrentUpdateError
 from tfjsfs.format.artifacts import ModelArtifacts
 from tfjsfs.format.layouts import plan_bundle
+from tfjsfs.io import conditional
 from tfjsfs.io.conditional import (
     conditional_kind,
     put_conditional,
@@ -188,3 +191,28 @@ def test_removing_a_model_replaced_after_it_was_read_removes_nothing(kind, reque
     assert_same_weights(store.load("m"), sample_weights(1))
     tfjsfs.remove_model(store.url("m"), storage_options=store.options)
     assert store.files("m") == []
+
+
+class PlainMemoryFileSystem(MemoryFileSystem):
+    """An in-memory store under a protocol tfjsfs knows no conditional write for."""
+
+    protocol = "plainmem"
+    root_marker = "/"
+
+    @classmethod
+    def _strip_protocol(cls, path):
+        return super()._strip_protocol(path.removeprefix("plainmem://"))
+
+
+def test_a_store_without_conditional_writes_is_declared_once(recwarn):
+    fsspec.register_implementation("plainmem", PlainMemoryFileSystem, clobber=True)
+    PlainMemoryFileSystem.store, PlainMemoryFileSystem.pseudo_dirs = {}, [""]
+    conditional._warned.discard("plainmem")
+    assert conditional_kind(resolve("plainmem://b/m")[0]) is None
+    tfjsfs.save_model(_artifacts(1), "plainmem://b/m")
+    tfjsfs.save_model(_artifacts(2), "plainmem://b/m", overwrite=True)
+    tfjsfs.save_model(_artifacts(3), "plainmem://b/n")
+    said = [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
+    assert len(said) == 1
+    assert "plainmem store offers no conditional write" in str(said[0].message)
+    assert_same_weights(tfjsfs.load_weights("plainmem://b/m"), sample_weights(2))
