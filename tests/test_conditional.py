@@ -7,6 +7,7 @@ shards and, before publishing, lets writer B do a whole save.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import posixpath
 
@@ -17,7 +18,7 @@ from fsspec.implementations.memory import MemoryFileSystem
 from manage_support import GROUPS, TOPOLOGY, assert_same_weights, make_store, sample_weights
 
 import tfjsfs
-from tfjsfs.errors import BundleExistsError, ConcurrentUpdateError
+from tfjsfs.errors import BundleExistsError, ConcurrentUpdateError, TransferError
 from tfjsfs.format.artifacts import ModelArtifacts
 from tfjsfs.format.layouts import plan_bundle
 from tfjsfs.io import conditional
@@ -28,7 +29,7 @@ from tfjsfs.io.conditional import (
     snapshot,
 )
 from tfjsfs.io.resolve import resolve
-from tfjsfs.io.writer import is_fresh_name, unpublish, write_bundle
+from tfjsfs.io.writer import SLOW_WRITE, is_fresh_name, unpublish, write_bundle
 from tfjsfs.model.manage import bundle_files
 
 KINDS = ["file", "memory", "s3", "gcs"]
@@ -216,3 +217,24 @@ def test_a_store_without_conditional_writes_is_declared_once(recwarn):
     assert len(said) == 1
     assert "plainmem store offers no conditional write" in str(said[0].message)
     assert_same_weights(tfjsfs.load_weights("plainmem://b/m"), sample_weights(2))
+
+
+@pytest.mark.parametrize("kind", ["file", "s3"])
+def test_a_slow_writer_never_publishes_shards_a_sweep_removed(kind, request, tmp_path):
+    """Another process's sweep took one of a slow writer's unpublished shards for a
+    crash's leftover: the writer publishes nothing instead of a model.json naming it."""
+    store = make_store(kind, request, tmp_path)
+    store.save(_artifacts(0), "m", shard_size=100)
+    fs, folder = resolve(store.url("m"), **store.options)
+
+    async def slow_and_swept(paths):
+        await asyncio.sleep(SLOW_WRITE + 0.1)
+        await fs._rm_file(paths[0])  # what a sweep elsewhere would do
+
+    async def write():
+        await _write(fs, folder, _artifacts(1), overwrite=True, before_publish=slow_and_swept)
+
+    with pytest.raises(TransferError, match=r"was removed before model\.json was published"):
+        _run(write)
+    assert_same_weights(store.load("m"), sample_weights(0))
+    assert sorted(store.files("m")) == sorted([*_names(store, "m"), "model.json"])

@@ -51,6 +51,7 @@ from ..errors import (
     ConcurrentUpdateError,
     ManifestError,
     ModelNotFoundError,
+    TransferError,
     UnsafePathError,
 )
 from ..format.layouts import BundlePlan, ShardPlan
@@ -83,6 +84,8 @@ DEFAULT_WRITE_CONCURRENCY = 8
 RETIRED_PREFIX = ".tfjsfs-retired-"
 _FRESH = re.compile(r"-v[0-9a-f]{12}(\.bin)?$")
 _PUBLISH_TMP = re.compile(r"^\..+\.[0-9a-f]{12}\.tmp$")
+#: Seconds after which a write checks its shards are still there before publishing.
+SLOW_WRITE = 1.0
 #: Publications a last-writer-wins write tries before giving up.
 MAX_PUBLISH_ATTEMPTS = 8
 
@@ -417,13 +420,15 @@ async def write_bundle(
     if fresh:
         plan = _fresh_names(plan)
     await fs._makedirs(folder, exist_ok=True)
-    callback.set_size(sum(s.nbytes for s in plan.shards))
+    total = sum(s.nbytes for s in plan.shards)
+    callback.set_size(total)
     written: list[str] = []
     # A first-time writer claims the planned names create-only where the store
     # can (two first-time writers must not share shard keys); where one is
     # taken it writes every shard again under fresh names.
     claim = not fresh and conditional_kind(fs) is not None
     taken: list[str] = []
+    counted: dict[str, int] = {}
 
     async def put(shard: ShardPlan) -> None:
         data = await shard_bytes(shard)
@@ -437,19 +442,24 @@ async def write_bundle(
         else:
             await fs._pipe_file(path, data)
         written.append(path)
+        counted[path] = shard.nbytes
         callback.relative_update(shard.nbytes)
 
     record = None
     in_publish = False
+    started = time.monotonic()
     try:
         await gather_bounded((put(s) for s in plan.shards), concurrency)
         if taken:
+            callback.set_size(total + sum(counted.values()))  # the first pass counted too
             await _remove_quietly(fs, written)
             written.clear()
             plan, claim = _fresh_names(plan), False
             await gather_bounded((put(s) for s in plan.shards), concurrency)
         if before_publish is not None:
             await before_publish(list(written))
+        if time.monotonic() - started > SLOW_WRITE:
+            await _still_there(fs, json_path, written)
         keep = {posixpath.normpath(s.file_name) for s in plan.shards}
         data = render_json(plan.groups, json_path)
         for attempt in range(1, MAX_PUBLISH_ATTEMPTS + 1):
@@ -482,6 +492,26 @@ async def write_bundle(
         await _remove_quietly(fs, [posixpath.join(folder, p) for p in stale])
     fs.invalidate_cache(folder)
     return json_path, [*written, json_path]
+
+
+async def _still_there(fs: Any, json_path: str, written: Sequence[str]) -> None:
+    """Check, with one listing, that every shard written is still in model.json's folder.
+
+    A sweep in another process (a server on the same store) takes unpublished
+    fresh-named shards older than its grace period for a crash's leftovers; a
+    writer that slow must not publish a model.json naming what it removed.
+    """
+    folder = posixpath.dirname(json_path)
+    present = {posixpath.basename(e["name"].rstrip("/")) for e in await _listing(fs, folder)}
+    mine = [p for p in written if posixpath.dirname(p) == folder]
+    missing = [p for p in mine if posixpath.basename(p) not in present]
+    if missing:
+        raise TransferError(
+            f"{json_path}: shard {missing[0]} (and "
+            f"{len(missing) - 1} more) was removed before model.json was published, "
+            "probably by another process's sweep (the write took longer than its grace "
+            "period); nothing was published"
+        )
 
 
 async def _starting_version(
