@@ -12,6 +12,13 @@ of the file (its bytes and the store's version of them), and publishes with
   ``(device, inode, mtime_ns, size)`` and an atomic rename while holding an
   ``fcntl.flock`` on the folder.
 
+On GCS, model.json goes up as one JSON-API *multipart* upload carrying
+``ifGenerationMatch`` (gcsfs itself sends only ``0``, for ``mode="create"``).
+gcsfs does send ``ifGenerationMatch=0`` for ``open(path, "xb")`` too, but on a
+*resumable* upload, and fake-gcs-server enforces the condition on multipart
+uploads only (it ignores it on resumable and media uploads and on deletes):
+that is why ``"xb"`` overwrites there while real GCS refuses.
+
 ``memory://`` compares the bytes under an in-process lock. Other stores
 (plain HTTP, unknown fsspec backends) have no conditional write tfjsfs knows
 of: their writes are unconditional and a warning says so, once per protocol.
