@@ -129,6 +129,18 @@ def _bounded_int(text: str) -> int:
     return int(text)
 
 
+#: Every ASCII digit to ``0``, every other byte to a space: a run of
+#: ``MAX_INT_DIGITS + 1`` zeros in the translated text is the only way an
+#: integer can be too long for :func:`_bounded_int`.
+_DIGITS = bytes(48 if 48 <= b <= 57 else 32 for b in range(256))
+_LONG_RUN = b"0" * (MAX_INT_DIGITS + 1)
+
+
+def _may_hold_long_integers(data: bytes) -> bool:
+    """Whether *data* holds a run of digits too long for any accepted integer."""
+    return _LONG_RUN in data.translate(_DIGITS)
+
+
 def parse_json(data: bytes | str, source: str) -> Any:
     """Parse JSON text, raising :class:`ManifestError` that names *source*.
 
@@ -136,8 +148,11 @@ def parse_json(data: bytes | str, source: str) -> Any:
     cannot follow are refused, saying where.
     """
     try:
-        if isinstance(data, (bytes, bytearray, memoryview)):
-            data = bytes(data).decode("utf-8")
+        raw = bytes(data) if not isinstance(data, str) else data.encode("utf-8", "surrogatepass")
+        if not isinstance(data, str):
+            data = raw.decode("utf-8")
+        if not _may_hold_long_integers(raw):  # no Python call per integer needed
+            return json.loads(data)
         return json.loads(data, parse_int=_bounded_int)
     except _LongInteger:
         found = re.search(rf"-?\d{{{MAX_INT_DIGITS + 1},}}", data)
