@@ -125,7 +125,8 @@ def test_columns_agree_with_the_validating_parser(doc):
 
 
 def test_columns_keep_nothing_of_the_parsed_document():
-    """The document's dicts, lists, strings and ints can all be freed after the layout."""
+    """The document's dicts, lists, strings and ints can all be freed after the layout
+    (small integers are the interpreter's own shared objects)."""
     doc = parse_model_json(
         json.dumps(
             {
@@ -164,12 +165,15 @@ def test_columns_keep_nothing_of_the_parsed_document():
     while stack:
         item = stack.pop()
         kept.append(item)
-        if isinstance(item, (list, tuple)):
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
             stack.extend(item)
+    assert len([name for name in kept if isinstance(name, str) and "/" in name]) == 50
     shared = [item for item in kept if id(item) in parsed]
-    assert shared == []
-    assert layout[0].name(49) == "layer_49/w"
-    assert layout[0].shape(49) == (349, 7)
+    assert [item for item in shared if not (type(item) is int and -5 <= item <= 256)] == []
+    assert layout[0].names[49] == "layer_49/w"
+    assert layout[0].shapes[49] == (349, 7)
 
 
 def _bundle(tmp_path, manifest_weights, paths=("s1.bin",), data=None):

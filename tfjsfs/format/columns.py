@@ -2,12 +2,13 @@
 
 A whole load needs four facts per weight: its name, dtype, shape and where
 its bytes start in the group. :func:`plain_layout` reads them from a parsed
-model.json in one pass, validating as it goes, into a few flat columns per
-group (:class:`GroupLayout`): one string holding every name, and ``array``
-columns of name ends, dimensions and byte offsets. The columns share no
-object with the parsed document, so the document (several times the size of
-its text for tens of thousands of weights) can be dropped as a whole and its
-memory returned before the weights buffer is allocated.
+model.json, validating as it goes, into four columns per group
+(:class:`GroupLayout`), each made in one pass at C speed: the names, the
+dtypes, the shapes (one tuple per distinct shape) and an ``array`` of byte
+offsets. The columns share no object with the parsed document, so the
+document (several times the size of its text for tens of thousands of
+weights) is freed as a whole, and its memory returned, before the weights
+buffer is allocated.
 
 Only plain manifests are read this way: every entry has exactly ``name``,
 ``shape`` and ``dtype`` (and optionally a string ``group``), of a fixed-size
@@ -22,22 +23,27 @@ it is installed, else with the standard library (same result, same bounds).
 from __future__ import annotations
 
 import itertools
+import math
 import posixpath
 from array import array
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from functools import partial
+from operator import itemgetter, mul
 from typing import Any
 
 from ..errors import ManifestError
 from .dtypes import DTYPE_SIZES
 from .manifest import parse_json
 from .rules import (
+    MAX_DIMENSION,
+    MAX_ELEMENTS,
     MAX_GROUPS,
     MAX_NAME_BYTES,
     MAX_PATHS,
+    MAX_RANK,
     MAX_WEIGHTS,
     plain_paths,
-    shape_elements,
 )
 
 try:  # a faster parser for large manifests, when installed
@@ -74,7 +80,7 @@ def parse_model_json(data: bytes | str, source: str) -> dict:
     return doc
 
 
-def _ends(lengths: Iterator[int]) -> array:
+def _ends(lengths: Iterable[int]) -> array:
     """``[0, l0, l0 + l1, ...]`` as an ``array("q")``."""
     out = array("q", [0])
     out.extend(itertools.accumulate(lengths))
@@ -85,19 +91,16 @@ def _ends(lengths: Iterator[int]) -> array:
 class GroupLayout:
     """Every weight of one plain group, column by column.
 
-    Weight ``i`` is named ``names_text[name_ends[i]:name_ends[i + 1]]``, has
-    TF.js dtype ``dtypes[i]`` and the dimensions
-    ``dims[dim_ends[i]:dim_ends[i + 1]]``, and is stored at bytes
-    ``offsets[i]:offsets[i + 1]`` of the group. Every ``array`` column holds
-    one more entry than there are weights, starting at 0.
+    Weight ``i`` is ``names[i]``, of TF.js dtype ``dtypes[i]`` and shape
+    ``shapes[i]``, stored at bytes ``offsets[i]:offsets[i + 1]`` of the group.
+    Names and shapes are objects of their own (equal shapes share one tuple),
+    dtypes the interned names of :data:`~tfjsfs.format.dtypes.DTYPE_SIZES`.
     """
 
-    names_text: str
-    name_ends: array
+    names: list[str]
     dtypes: list[str]
-    dims: array
-    dim_ends: array
-    offsets: array
+    shapes: list[tuple[int, ...]]
+    offsets: array  # typecode "q", one more entry than names
 
     @property
     def nbytes(self) -> int:
@@ -105,34 +108,37 @@ class GroupLayout:
         return self.offsets[-1]
 
     def __len__(self) -> int:
-        return len(self.dtypes)
-
-    def name(self, i: int) -> str:
-        """The name of weight *i*."""
-        return self.names_text[self.name_ends[i] : self.name_ends[i + 1]]
-
-    @property
-    def names(self) -> list[str]:
-        """Every weight's name, in manifest order (made on each call)."""
-        text, ends = self.names_text, self.name_ends
-        return [text[ends[i] : ends[i + 1]] for i in range(len(self.dtypes))]
-
-    def shape(self, i: int) -> tuple[int, ...]:
-        """The shape of weight *i*."""
-        return tuple(self.dims[self.dim_ends[i] : self.dim_ends[i + 1]])
+        return len(self.names)
 
     def weights(self) -> Iterator[tuple[str, str, tuple[int, ...], int, int]]:
         """``(name, dtype, shape, start, end)`` of every weight, in manifest order."""
-        text, ends, dtypes = self.names_text, self.name_ends, self.dtypes
-        dims, dim_ends, offsets = self.dims, self.dim_ends, self.offsets
-        for i in range(len(dtypes)):
-            yield (
-                text[ends[i] : ends[i + 1]],
-                dtypes[i],
-                tuple(dims[dim_ends[i] : dim_ends[i + 1]]),
-                offsets[i],
-                offsets[i + 1],
-            )
+        offsets = self.offsets
+        for i, (name, dtype, shape) in enumerate(
+            zip(self.names, self.dtypes, self.shapes, strict=True)
+        ):
+            yield name, dtype, shape, offsets[i], offsets[i + 1]
+
+
+def _own_names(names: list[str]) -> tuple[list[str], str]:
+    """Copies of *names* made in one pass (one join, one split), and the joined text.
+
+    Where that cannot work (fewer than two names, or a name holding a NUL),
+    the names themselves: the document then keeps a little of its memory
+    until the load ends, nothing more.
+    """
+    text = "\0".join(names)
+    if len(names) < 2:
+        return names, text
+    copies = text.split("\0")
+    return (copies if len(copies) == len(names) else names), text
+
+
+def _own_shapes(shapes: list[list[int]]) -> list[tuple[int, ...]]:
+    """One new tuple per distinct shape (of new integers), for every shape in order."""
+    keys = list(map(tuple, shapes))
+    distinct = list(dict.fromkeys(keys))
+    own = dict(zip(distinct, map(tuple, map(partial(array, "q"), distinct)), strict=True))
+    return list(map(own.__getitem__, keys))
 
 
 def plain_layout(manifest: Any) -> list[GroupLayout] | None:
@@ -149,7 +155,6 @@ def plain_layout(manifest: Any) -> list[GroupLayout] | None:
     """
     if type(manifest) is not list or len(manifest) > MAX_GROUPS:
         return None
-    sizes = {dtype: (dtype, size) for dtype, size in DTYPE_SIZES.items()}  # interned names
     every_name: list[str] = []
     every_path: set[str] = set()
     paths_total = 0
@@ -165,49 +170,68 @@ def plain_layout(manifest: Any) -> list[GroupLayout] | None:
                 return None  # a shard listed twice, or too many
             if len(every_name) + len(weights) > MAX_WEIGHTS:
                 return None
-            names: list[str] = []
-            dtypes: list[str] = []
-            dims = array("q")
-            dim_ends = array("q", [0])
-            offsets = array("q", [0])
-            offset = 0
-            for entry in weights:
-                name, kind, shape = entry["name"], sizes.get(entry["dtype"]), entry["shape"]
-                if (
-                    kind is None
-                    or type(name) is not str
-                    or not name
-                    or type(shape) is not list
-                    or (
-                        len(entry) != 3
-                        and (len(entry) != 4 or type(entry.get("group")) is not str)
-                    )
-                ):
-                    return None
-                size = shape_elements(shape)  # bounded, as the rules bound it
-                if size is None:
-                    return None
-                names.append(name)
-                dtypes.append(kind[0])
-                dims.extend(shape)
-                dim_ends.append(len(dims))
-                offset += size * kind[1]
-                if offset >= MAX_GROUP_BYTES:
-                    return None
-                offsets.append(offset)
-            if names and offset and not paths:
+            layout = _plain_group(weights, bool(paths))
+            if layout is None:
                 return None
-            text = "".join(names)  # new memory, unless the group has one weight
-            if text.isascii():
-                longest = max(map(len, names), default=0)
-            else:
-                longest = max(len(n.encode("utf-8", "surrogatepass")) for n in names)
-            if longest > MAX_NAME_BYTES:
-                return None
-            every_name += names
-            out.append(GroupLayout(text, _ends(map(len, names)), dtypes, dims, dim_ends, offsets))
+            every_name += layout.names
+            out.append(layout)
     except (AttributeError, KeyError, TypeError):  # not a dict, a missing key, unhashable
         return None
     if len(set(every_name)) != len(every_name):
         return None  # duplicate names: let the validating parser say which
     return out
+
+
+_NAME, _SHAPE, _DTYPE = itemgetter("name"), itemgetter("shape"), itemgetter("dtype")
+#: Each dtype's name (the interned constant) and bytes per element.
+_KINDS = {dtype: (dtype, size) for dtype, size in DTYPE_SIZES.items()}
+
+
+def _plain_group(weights: list, has_paths: bool) -> GroupLayout | None:
+    """The columns of one group's plain *weights* list, or None.
+
+    Column by column, each in one pass at C speed (``map``, ``set``,
+    ``array``); every check is one of :func:`plain_layout`'s.
+
+    Raises
+    ------
+    KeyError, TypeError
+        An entry that is not an object or lacks a key (the caller returns None).
+    """
+    names = list(map(_NAME, weights))
+    shapes = list(map(_SHAPE, weights))
+    kinds = list(map(_KINDS.get, map(_DTYPE, weights)))
+    lengths = set(map(len, weights))
+    if lengths - {3} and (
+        lengths - {3, 4} or not all(type(e.get("group")) is str for e in weights if len(e) == 4)
+    ):
+        return None  # keys other than name, shape, dtype and a string group
+    if None in kinds or (weights and set(map(type, names)) != {str}) or not all(names):
+        return None
+    if weights and set(map(type, shapes)) != {list}:
+        return None
+    flat = list(itertools.chain.from_iterable(shapes))
+    if flat and (set(map(type, flat)) != {int} or min(flat) < 0 or max(flat) > MAX_DIMENSION):
+        return None
+    if max(map(len, shapes), default=0) > MAX_RANK:
+        return None
+    elements = list(map(math.prod, shapes))
+    if max(elements, default=0) > MAX_ELEMENTS:
+        return None
+    nbytes = list(map(mul, elements, map(itemgetter(1), kinds)))
+    total = sum(nbytes)
+    if total >= MAX_GROUP_BYTES or (total and not has_paths):
+        return None
+    own_names, text = _own_names(names)
+    if text.isascii():
+        longest = max(map(len, names), default=0)
+    else:
+        longest = max(len(n.encode("utf-8", "surrogatepass")) for n in names)
+    if longest > MAX_NAME_BYTES:
+        return None
+    return GroupLayout(
+        own_names,
+        list(map(itemgetter(0), kinds)),
+        _own_shapes(shapes),
+        _ends(nbytes),
+    )

@@ -209,13 +209,15 @@ def arrays_from_buffer(bundle: Bundle, buffer: np.ndarray) -> dict[str, np.ndarr
     if layout is not None:  # plain manifest: one quick pass over its columns
         ndarray = np.ndarray
         for base, group in zip(starts, layout, strict=True):
-            for name, dtype, shape, start, end in group.weights():
+            offsets, dtypes, shapes = group.offsets, group.dtypes, group.shapes
+            for i, name in enumerate(group.names):
+                dtype, start = dtypes[i], base + offsets[i]
                 if dtype == "bool":
-                    array = (buffer[base + start : base + end] != 0).reshape(shape)
+                    array = (buffer[start : base + offsets[i + 1]] != 0).reshape(shapes[i])
                 else:
                     dt = STORED[dtype]
-                    array = ndarray(shape, dt, buffer, base + start)  # a view of the buffer
-                    if (base + start) % dt.alignment:
+                    array = ndarray(shapes[i], dt, buffer, start)  # a view of the buffer
+                    if start % dt.alignment:
                         array = array.copy()  # numpy wants aligned data for fast math
                 out[name] = array
         return out
