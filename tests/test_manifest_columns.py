@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 import tfjsfs
 import tfjsfs.format.columns as columns
-from tfjsfs.errors import FormatError, ManifestError
+from tfjsfs.errors import FormatError, ManifestError, WeightDataError
 from tfjsfs.format.columns import parse_model_json, plain_layout
 from tfjsfs.format.manifest import ModelJSON, parse_json
 from tfjsfs.format.rules import MAX_INT_DIGITS, MAX_NAME_BYTES
@@ -264,3 +264,25 @@ def test_integer_bounds_are_the_same_on_the_quick_path(literal, ok):
     else:
         with pytest.raises(ManifestError, match=r"m.json: an integer of \d+ digits at line 1"):
             parse_json(text.encode(), "m.json")
+
+
+@pytest.mark.parametrize("cut", [1, 8, 20])
+def test_short_shards_are_reported_alike_from_the_columns_and_the_index(tmp_path, cut):
+    """A whole load (columns, manifest already released) and a partial load (the
+    weight index) name the same weight, shards and byte counts."""
+    weights = [
+        {"name": "a", "shape": [3], "dtype": "float32"},
+        {"name": "empty", "shape": [0], "dtype": "int32"},
+        {"name": "b", "shape": [2, 2], "dtype": "float32"},
+    ]
+    data = np.arange(7, dtype="<f4").tobytes()
+    folder = _bundle(tmp_path, weights, data=data[: len(data) - cut])
+    with pytest.raises(WeightDataError) as whole:
+        tfjsfs.load_weights(folder)
+    with pytest.raises(WeightDataError) as partial:
+        tfjsfs.load_weights(folder, names=["a"])
+    assert str(whole.value) == str(partial.value)
+    first = "'a'" if cut > 16 else "'b'"
+    assert f"weight {first} needs bytes" in str(whole.value)
+    assert f"s1.bin ({len(data) - cut} bytes)" in str(whole.value)
+    assert "expected 28 bytes" in str(whole.value)

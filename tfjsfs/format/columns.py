@@ -22,19 +22,20 @@ it is installed, else with the standard library (same result, same bounds).
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import math
 import posixpath
 from array import array
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from operator import itemgetter, mul
 from typing import Any
 
-from ..errors import ManifestError
+from ..errors import ManifestError, WeightDataError
 from .dtypes import DTYPE_SIZES
-from .manifest import parse_json
+from .manifest import parse_json, short_group_error
 from .rules import (
     MAX_DIMENSION,
     MAX_ELEMENTS,
@@ -92,15 +93,17 @@ class GroupLayout:
     """Every weight of one plain group, column by column.
 
     Weight ``i`` is ``names[i]``, of TF.js dtype ``dtypes[i]`` and shape
-    ``shapes[i]``, stored at bytes ``offsets[i]:offsets[i + 1]`` of the group.
-    Names and shapes are objects of their own (equal shapes share one tuple),
-    dtypes the interned names of :data:`~tfjsfs.format.dtypes.DTYPE_SIZES`.
+    ``shapes[i]``, stored at bytes ``offsets[i]:offsets[i + 1]`` of the group,
+    whose shards are ``paths`` (as the manifest lists them). Names and shapes
+    are objects of their own (equal shapes share one tuple), dtypes the
+    interned names of :data:`~tfjsfs.format.dtypes.DTYPE_SIZES`.
     """
 
     names: list[str]
     dtypes: list[str]
     shapes: list[tuple[int, ...]]
     offsets: array  # typecode "q", one more entry than names
+    paths: tuple[str, ...] = ()
 
     @property
     def nbytes(self) -> int:
@@ -109,6 +112,16 @@ class GroupLayout:
 
     def __len__(self) -> int:
         return len(self.names)
+
+    def short_error(self, source: str, g: int, sizes: Sequence[int]) -> WeightDataError | None:
+        """The error for shards of *sizes* bytes that end before this group's
+        weights do (the weight index's own message), or None when they fit."""
+        total = sum(sizes)
+        if total >= self.nbytes:
+            return None
+        i = bisect.bisect_right(self.offsets, total) - 1  # the first weight ending past them
+        span = (self.offsets[i], self.offsets[i + 1])
+        return short_group_error(source, g, self.names[i], span, self.nbytes, self.paths, sizes)
 
     def weights(self) -> Iterator[tuple[str, str, tuple[int, ...], int, int]]:
         """``(name, dtype, shape, start, end)`` of every weight, in manifest order."""
@@ -122,14 +135,12 @@ class GroupLayout:
 def _own_names(names: list[str]) -> tuple[list[str], str]:
     """Copies of *names* made in one pass (one join, one split), and the joined text.
 
-    Where that cannot work (fewer than two names, or a name holding a NUL),
-    the names themselves: the document then keeps a little of its memory
-    until the load ends, nothing more.
+    Where a name holds a NUL, the names themselves: the document then keeps a
+    little of its memory until the load ends, nothing more.
     """
     text = "\0".join(names)
-    if len(names) < 2:
-        return names, text
-    copies = text.split("\0")
+    copies = (text + "\0").split("\0")  # the trailing NUL: even one name is copied
+    copies.pop()
     return (copies if len(copies) == len(names) else names), text
 
 
@@ -170,7 +181,7 @@ def plain_layout(manifest: Any) -> list[GroupLayout] | None:
                 return None  # a shard listed twice, or too many
             if len(every_name) + len(weights) > MAX_WEIGHTS:
                 return None
-            layout = _plain_group(weights, bool(paths))
+            layout = _plain_group(weights, paths)
             if layout is None:
                 return None
             every_name += layout.names
@@ -187,8 +198,8 @@ _NAME, _SHAPE, _DTYPE = itemgetter("name"), itemgetter("shape"), itemgetter("dty
 _KINDS = {dtype: (dtype, size) for dtype, size in DTYPE_SIZES.items()}
 
 
-def _plain_group(weights: list, has_paths: bool) -> GroupLayout | None:
-    """The columns of one group's plain *weights* list, or None.
+def _plain_group(weights: list, paths: list[str]) -> GroupLayout | None:
+    """The columns of one group's plain *weights* list, stored in *paths*, or None.
 
     Column by column, each in one pass at C speed (``map``, ``set``,
     ``array``); every check is one of :func:`plain_layout`'s.
@@ -220,7 +231,7 @@ def _plain_group(weights: list, has_paths: bool) -> GroupLayout | None:
         return None
     nbytes = list(map(mul, elements, map(itemgetter(1), kinds)))
     total = sum(nbytes)
-    if total >= MAX_GROUP_BYTES or (total and not has_paths):
+    if total >= MAX_GROUP_BYTES or (total and not paths):
         return None
     own_names, text = _own_names(names)
     if text.isascii():
@@ -234,4 +245,5 @@ def _plain_group(weights: list, has_paths: bool) -> GroupLayout | None:
         list(map(itemgetter(0), kinds)),
         _own_shapes(shapes),
         _ends(nbytes),
+        tuple(_own_names(paths)[0]),
     )

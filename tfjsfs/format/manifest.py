@@ -38,6 +38,7 @@ __all__ = [
     "WeightSpec",
     "dumps_compact",
     "parse_json",
+    "short_group_error",
 ]
 
 
@@ -542,24 +543,20 @@ class WeightIndex:
                 return
             end = offset + nbytes
             if end > total:
-                raise self._short_group_error(g, group, spec, offset, end, total)
+                raise short_group_error(
+                    self.source,
+                    g,
+                    spec.name,
+                    (offset, end),
+                    group.expected_bytes,
+                    group.paths,
+                    self.shard_sizes[g],
+                )
             segments = _segments(bounds, offset, end)
             self.locations[spec.name] = WeightLocation(spec, g, offset, end, segments)
             offset = end
         if total > offset:
             self.trailing.append((g, total - offset))
-
-    def _short_group_error(self, g, group, spec, start, end, total) -> WeightDataError:
-        expected = group.expected_bytes
-        shards = ", ".join(
-            f"{p} ({s} bytes)" for p, s in zip(group.paths, self.shard_sizes[g], strict=True)
-        )
-        need = f"expected {expected} bytes" if expected is not None else ""
-        return WeightDataError(
-            f"{self.source}: weight {spec.name!r} needs bytes {start}..{end} of "
-            f"group {g + 1} but its shards hold only {total} bytes "
-            f"({need + ', ' if need else ''}short by {end - total}; shards: {shards})"
-        )
 
     def __getitem__(self, name: str) -> WeightLocation:
         try:
@@ -580,6 +577,27 @@ class WeightIndex:
                 f"after its last weight (last shard {last})"
             )
         return out
+
+
+def short_group_error(
+    source: str,
+    g: int,
+    name: str,
+    span: tuple[int, int],
+    expected: int | None,
+    paths: Sequence[str],
+    sizes: Sequence[int],
+) -> WeightDataError:
+    """Group *g*'s shards (*paths*, of *sizes* bytes) end before weight *name*'s
+    bytes ``span`` do: the error naming the weight, the counts and every shard."""
+    start, end = span
+    total = sum(sizes)
+    shards = ", ".join(f"{p} ({s} bytes)" for p, s in zip(paths, sizes, strict=True))
+    need = f"expected {expected} bytes, " if expected is not None else ""
+    return WeightDataError(
+        f"{source}: weight {name!r} needs bytes {start}..{end} of group {g + 1} but its "
+        f"shards hold only {total} bytes ({need}short by {end - total}; shards: {shards})"
+    )
 
 
 def _segments(bounds: list[int], start: int, end: int) -> tuple[tuple[int, int, int], ...]:

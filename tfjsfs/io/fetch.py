@@ -22,6 +22,7 @@ byte count is checked.
 
 from __future__ import annotations
 
+import mmap
 from collections.abc import Sequence
 from typing import Any
 
@@ -75,6 +76,13 @@ ALIGN = 16
 
 def _fits(bundle: Bundle, sizes: Sequence[Sequence[int]]) -> None:
     """Raise the weight index's detailed error if shards are too short for the manifest."""
+    layout = bundle.layout
+    if layout is not None:  # from the columns: the manifest may be released already
+        for g, (group, group_sizes) in enumerate(zip(layout, sizes, strict=True)):
+            error = group.short_error(bundle.json_path, g, group_sizes)
+            if error is not None:
+                raise error
+        return
     expected = bundle.group_bytes()
     if all(e is not None and sum(s) >= e for e, s in zip(expected, sizes, strict=True)):
         return
@@ -108,6 +116,20 @@ def _forget_sizes(bundle: Bundle) -> None:
 # --------------------------------------------------------------- whole model
 
 
+def weights_buffer(nbytes: int) -> np.ndarray:
+    """A new uint8 buffer of *nbytes* whose memory is taken 4 KiB at a time.
+
+    An anonymous mapping: a page becomes resident when the first byte lands
+    in it, so a whole load's memory follows the bytes received. (numpy asks
+    large buffers for 2 MiB huge pages, which with every shard of a bundle in
+    flight at once makes the whole buffer resident early, while the replies'
+    own buffers are still alive: a higher peak.)
+    """
+    if nbytes == 0:
+        return np.empty(0, dtype=np.uint8)
+    return np.frombuffer(mmap.mmap(-1, nbytes), dtype=np.uint8)
+
+
 async def fetch_all(
     fs: Any,
     bundle: Bundle,
@@ -137,7 +159,7 @@ async def fetch_all(
         _fits(bundle, sizes)  # before allocating: declared bytes against those present
         starts = group_offsets(sizes, align)
         total = starts[-1] + sum(sizes[-1]) if sizes else 0
-        buffer = np.empty(total, dtype=np.uint8)
+        buffer = weights_buffer(total)
         view = memoryview(buffer)
         blocks = []
         for paths, group, offset in zip(bundle.shard_paths, sizes, starts, strict=True):
