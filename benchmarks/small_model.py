@@ -13,10 +13,12 @@ alike):
 - ``worker.py`` of that tree with the ``tfjsfs`` loader, locally and over HTTP
   (nginx, or aiohttp's static handler, on 127.0.0.1): the peak extra memory of
   the first load in a fresh process over the weight bytes, as ``run.py``
-  measures it, and the median of 3 timed loads;
-- the model.json part of a whole load, ``open_bundle(fs, path, validate=False)``
-  on the local folder (read, parse, validate, lay out the weights): the median
-  of 5 timed calls after one untimed, in a fresh process.
+  measures it;
+- in one more fresh process, wall and CPU time (``time.process_time``, every
+  thread) of the model.json part of a whole load, ``open_bundle(fs, path,
+  validate=False)`` on the local folder (read, parse, validate, lay out the
+  weights), and of whole loads, local and over HTTP: medians of 5 timed calls
+  after one untimed. CPU time is the steadier figure on a busy machine.
 
 The table shows the medians over the rounds. ``--no-orjson`` blocks orjson in
 every child process (the standard library's parser then reads model.json).
@@ -36,24 +38,35 @@ import servers
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 
-OPEN_BUNDLE = """
+TIMED = """
 import asyncio, gc, json, statistics, sys, time
 sys.path.insert(0, sys.argv[1])
+import aiohttp
+import tfjsfs, tfjsfs.fs.core
 from tfjsfs.io.bundle import open_bundle
 from tfjsfs.io.opening import open_store
 
-async def once(path):
+async def open_only(path):
     fs, inner, _ = open_store(path, {})
     return await open_bundle(fs, inner, validate=False)
 
-times = []
-for i in range(6):
-    gc.collect()
-    t0 = time.perf_counter()
-    bundle = asyncio.run(once(sys.argv[2]))
-    times.append(time.perf_counter() - t0)
-    assert bundle.layout is not None
-print("RESULT " + json.dumps({"seconds": statistics.median(times[1:])}))
+def run(call):
+    wall, cpu = [], []
+    for i in range(6):
+        gc.collect()
+        t0, c0 = time.perf_counter(), time.process_time()
+        call()
+        if i:
+            wall.append(time.perf_counter() - t0)
+            cpu.append(time.process_time() - c0)
+    return [statistics.median(wall), statistics.median(cpu)]
+
+out = {
+    "open_bundle": run(lambda: asyncio.run(open_only(sys.argv[2]))),
+    "local": run(lambda: tfjsfs.load_weights(sys.argv[2])),
+    "http": run(lambda: tfjsfs.load_weights(sys.argv[3])),
+}
+print("RESULT " + json.dumps(out))
 """
 
 
@@ -64,7 +77,7 @@ def _result(proc):
     return json.loads(lines[-1][len("RESULT ") :])
 
 
-def _worker(tree, env, meta, ctx):
+def _peak(tree, env, meta, ctx):
     spec = {
         "loader": "tfjsfs",
         "ctx": ctx,
@@ -87,18 +100,18 @@ def _worker(tree, env, meta, ctx):
     )
     if out.get("error") or not out.get("verified"):
         raise RuntimeError(f"{tree}: {out.get('error') or out.get('verify_error')}")
-    return out["peak_extra"][0] / meta["nbytes"], statistics.median(out["times"])
+    return out["peak_extra"][0] / meta["nbytes"]
 
 
-def _open_bundle(tree, env, path):
+def _times(tree, env, path, url):
     proc = subprocess.run(
-        [sys.executable, "-c", OPEN_BUNDLE, tree, path],
+        [sys.executable, "-c", TIMED, tree, path, url],
         capture_output=True,
         text=True,
         env=env,
         cwd=tree,
     )
-    return _result(proc)["seconds"]
+    return _result(proc)
 
 
 def main(argv=None):
@@ -129,11 +142,12 @@ def main(argv=None):
             for r in range(args.rounds):
                 for name, tree in trees.items():
                     for kind, ctx in where.items():
-                        peak, seconds = _worker(tree, env, meta, {**ctx, "tfjsfs_options": {}})
+                        peak = _peak(tree, env, meta, {**ctx, "tfjsfs_options": {}})
                         got.setdefault((name, kind, "peak"), []).append(peak)
-                        got.setdefault((name, kind, "load"), []).append(seconds)
-                    seconds = _open_bundle(tree, env, meta["path"])
-                    got.setdefault((name, "local", "open_bundle"), []).append(seconds)
+                    times = _times(tree, env, meta["path"], where["http"]["tfjsfs_url"])
+                    for what, (wall, cpu) in times.items():
+                        got.setdefault((name, what, "wall"), []).append(wall)
+                        got.setdefault((name, what, "cpu"), []).append(cpu)
                 print(f"round {r + 1} of {args.rounds} done ({srv.kind})", file=sys.stderr)
     parser = "stdlib json" if args.no_orjson else "orjson if installed"
     print(f"model small, {args.rounds} interleaved rounds, {parser}; medians over rounds")
@@ -142,9 +156,12 @@ def main(argv=None):
     for kind, what, label, fmt in [
         ("local", "peak", "peak extra / model, local", "{:.3f}"),
         ("http", "peak", "peak extra / model, HTTP", "{:.3f}"),
-        ("local", "open_bundle", "model.json part of a load (open_bundle), ms", "{:.1f}"),
-        ("local", "load", "whole load, local, ms", "{:.1f}"),
-        ("http", "load", "whole load, HTTP, ms", "{:.1f}"),
+        ("open_bundle", "wall", "model.json part of a load (open_bundle), ms", "{:.1f}"),
+        ("open_bundle", "cpu", "the same, CPU ms (all threads)", "{:.1f}"),
+        ("local", "wall", "whole load, local, ms", "{:.1f}"),
+        ("local", "cpu", "the same, CPU ms", "{:.1f}"),
+        ("http", "wall", "whole load, HTTP, ms", "{:.1f}"),
+        ("http", "cpu", "the same, CPU ms", "{:.1f}"),
     ]:
         scale = 1 if what == "peak" else 1000
         cells = [fmt.format(statistics.median(got[(name, kind, what)]) * scale) for name in trees]

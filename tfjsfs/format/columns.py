@@ -24,12 +24,12 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import marshal
 import math
 import posixpath
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from functools import partial
 from operator import itemgetter, mul
 from typing import Any
 
@@ -132,23 +132,18 @@ class GroupLayout:
             yield name, dtype, shape, offsets[i], offsets[i + 1]
 
 
-def _own_names(names: list[str]) -> tuple[list[str], str]:
-    """Copies of *names* made in one pass (one join, one split), and the joined text.
-
-    Where a name holds a NUL, the names themselves: the document then keeps a
-    little of its memory until the load ends, nothing more.
-    """
-    text = "\0".join(names)
-    copies = (text + "\0").split("\0")  # the trailing NUL: even one name is copied
-    copies.pop()
-    return (copies if len(copies) == len(names) else names), text
+def _copy(value: Any) -> Any:
+    """A deep copy of *value* (lists and tuples of strings and integers) made in
+    one pass at C speed: every string and integer is a new object, sharing no
+    memory with the parsed document (small integers are the interpreter's own)."""
+    return marshal.loads(marshal.dumps(value))
 
 
 def _own_shapes(shapes: list[list[int]]) -> list[tuple[int, ...]]:
-    """One new tuple per distinct shape (of new integers), for every shape in order."""
+    """One new tuple per distinct shape, for every shape in order."""
     keys = list(map(tuple, shapes))
     distinct = list(dict.fromkeys(keys))
-    own = dict(zip(distinct, map(tuple, map(partial(array, "q"), distinct)), strict=True))
+    own = dict(zip(distinct, _copy(distinct), strict=True))
     return list(map(own.__getitem__, keys))
 
 
@@ -233,17 +228,16 @@ def _plain_group(weights: list, paths: list[str]) -> GroupLayout | None:
     total = sum(nbytes)
     if total >= MAX_GROUP_BYTES or (total and not paths):
         return None
-    own_names, text = _own_names(names)
-    if text.isascii():
+    if all(map(str.isascii, names)):
         longest = max(map(len, names), default=0)
     else:
         longest = max(len(n.encode("utf-8", "surrogatepass")) for n in names)
     if longest > MAX_NAME_BYTES:
         return None
     return GroupLayout(
-        own_names,
+        _copy(names),
         list(map(itemgetter(0), kinds)),
         _own_shapes(shapes),
         _ends(nbytes),
-        tuple(_own_names(paths)[0]),
+        tuple(_copy(paths)),
     )
