@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 
 import numpy as np
 import pytest
@@ -23,6 +24,7 @@ from tfjsfs.errors import FormatError, ManifestError, WeightDataError
 from tfjsfs.format.columns import parse_model_json, plain_layout
 from tfjsfs.format.manifest import ModelJSON, parse_json
 from tfjsfs.format.rules import MAX_INT_DIGITS, MAX_NAME_BYTES
+from tfjsfs.io.fetch import weights_buffer
 
 DTYPES = ["float32", "int32", "bool", "complex64"]
 DTYPE_SIZES = {"float32": 4, "int32": 4, "bool": 1, "complex64": 8}
@@ -286,3 +288,25 @@ def test_short_shards_are_reported_alike_from_the_columns_and_the_index(tmp_path
     assert f"weight {first} needs bytes" in str(whole.value)
     assert f"s1.bin ({len(data) - cut} bytes)" in str(whole.value)
     assert "expected 28 bytes" in str(whole.value)
+
+
+def _rss() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs Linux /proc")
+def test_a_streamed_whole_load_buffer_becomes_resident_as_bytes_land():
+    """One byte landing in each 2 MiB of a buffer makes a few pages resident, not the
+    whole buffer (as huge pages would, with every shard of a bundle in flight)."""
+    nbytes = 64 << 20
+    buffer = weights_buffer(nbytes, streamed=True)
+    assert buffer.dtype == np.uint8 and buffer.shape == (nbytes,) and buffer.flags.writeable
+    before = _rss()
+    buffer[:: 2 << 20] = 7
+    grown = _rss() - before
+    assert grown < 8 << 20, f"{grown} bytes became resident for 32 bytes written"
+    assert int(buffer[2 << 20]) == 7 and int(buffer[1]) == 0

@@ -38,6 +38,7 @@ from .bundle import (
     Bundle,
     LoadOptions,
     group_offsets,
+    is_http,
     locate_model_json,
     open_bundle,
     resolve_shard_paths,
@@ -116,17 +117,18 @@ def _forget_sizes(bundle: Bundle) -> None:
 # --------------------------------------------------------------- whole model
 
 
-def weights_buffer(nbytes: int) -> np.ndarray:
-    """A new uint8 buffer of *nbytes* whose memory is taken 4 KiB at a time.
+def weights_buffer(nbytes: int, *, streamed: bool = False) -> np.ndarray:
+    """A new uint8 buffer of *nbytes* for a whole load.
 
-    An anonymous mapping: a page becomes resident when the first byte lands
-    in it, so a whole load's memory follows the bytes received. (numpy asks
-    large buffers for 2 MiB huge pages, which with every shard of a bundle in
-    flight at once makes the whole buffer resident early, while the replies'
-    own buffers are still alive: a higher peak.)
+    With *streamed* (shards arriving chunk by chunk over many connections at
+    once) an anonymous mapping whose 4 KiB pages become resident as bytes land,
+    so the load's memory follows the bytes received: numpy asks large buffers
+    for 2 MiB huge pages, which with every shard in flight makes the whole
+    buffer resident early, while the replies' own buffers are still alive (a
+    higher peak). Otherwise numpy's buffer: fewer page faults.
     """
-    if nbytes == 0:
-        return np.empty(0, dtype=np.uint8)
+    if not streamed or nbytes == 0:
+        return np.empty(nbytes, dtype=np.uint8)
     return np.frombuffer(mmap.mmap(-1, nbytes), dtype=np.uint8)
 
 
@@ -154,12 +156,13 @@ async def fetch_all(
         Naming the shard, the weights and the byte counts.
     """
     policy = policy or RetryPolicy()
+    streamed = any(is_http(bundle.fs_for(p)) for paths in bundle.shard_paths for p in paths)
     for attempt in (0, 1):
         sizes = await _known_sizes(fs, bundle, policy, batch_size, guess=attempt == 0)
         _fits(bundle, sizes)  # before allocating: declared bytes against those present
         starts = group_offsets(sizes, align)
         total = starts[-1] + sum(sizes[-1]) if sizes else 0
-        buffer = weights_buffer(total)
+        buffer = weights_buffer(total, streamed=streamed)
         view = memoryview(buffer)
         blocks = []
         for paths, group, offset in zip(bundle.shard_paths, sizes, starts, strict=True):
