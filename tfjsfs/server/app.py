@@ -120,6 +120,7 @@ def create_app(
     max_uploads: int = DEFAULT_MAX_UPLOADS,
     upload_idle_timeout: float = DEFAULT_UPLOAD_IDLE_TIMEOUT,
     grace_period: float = DEFAULT_GRACE_PERIOD,
+    sendfile: bool = True,
 ) -> web.Application:
     """The model server application.
 
@@ -168,6 +169,9 @@ def create_app(
     grace_period : float
         Seconds replaced and deleted weight files (and a crash's leftovers)
         stay before they are swept (see :class:`ModelStore`).
+    sendfile : bool
+        Send the files of a local folder store with the kernel's sendfile
+        (False: read them in steps and write them, as for other stores).
 
     Returns
     -------
@@ -201,7 +205,7 @@ def create_app(
     app[REDACT_KEY] = _store_locations(store)
     app.on_response_prepare.append(security_headers)
     app[CONFIG_KEY] = ServerConfig(
-        token, read_token, max_upload_bytes, max_json_bytes, spool_memory, spool_dir
+        token, read_token, max_upload_bytes, max_json_bytes, spool_memory, spool_dir, sendfile
     )
 
     later: list[asyncio.TimerHandle] = []

@@ -136,6 +136,13 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     )
     p.add_argument("--spool-dir", metavar="DIR", help="folder for spooling large uploads")
     p.add_argument(
+        "--no-sendfile",
+        dest="sendfile",
+        action="store_false",
+        help="read and write local files in steps instead of sending them with the "
+        "kernel's sendfile (for file systems where sendfile misbehaves)",
+    )
+    p.add_argument(
         "--max-uploads",
         type=int,
         default=DEFAULT_MAX_UPLOADS,
@@ -227,6 +234,7 @@ def serve_options(
         "max_uploads": args.max_uploads,
         "upload_idle_timeout": args.upload_idle_timeout,
         "grace_period": args.grace_period,
+        "sendfile": args.sendfile,
     }
     if args.max_upload_bytes is not None:
         options["max_upload_bytes"] = args.max_upload_bytes

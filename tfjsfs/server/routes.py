@@ -30,8 +30,11 @@
 
 Each file is sent from one opened handle (:meth:`ModelStore.open`): the
 declared length is that of what was opened, and a response either sends every
-byte it declared or aborts its connection (:func:`stream_range`); it never
-hangs.
+byte it declared or aborts its connection (:func:`stream_range`,
+:func:`send_local`); it never hangs. Files of a local folder store go out with
+the kernel's sendfile from that handle (``ServerConfig.sendfile``); files up
+to ``STREAM_CHUNK`` bytes and model.json carry a tag of their bytes, read once
+per version of the file (:class:`ContentTags`).
 
 The handlers read the store from ``app[STORE_KEY]`` and their limits from
 ``app[CONFIG_KEY]``; :func:`add_routes` adds them to an application.
@@ -45,12 +48,13 @@ import email.utils
 import hashlib
 import logging
 import posixpath
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import hdrs, web
 
-from ..errors import BundleExistsError, ModelNotFoundError, UnsafePathError
+from ..errors import BundleExistsError, ModelNotFoundError, TransferError, UnsafePathError
 from ..format.layout_view import describe_layout
 from ..format.serverlisting import LISTING_HEADER, LISTING_REL, LISTING_VERSION
 from .access import server_origin
@@ -71,10 +75,13 @@ __all__ = [
     "CONFIG_KEY",
     "DEFAULT_MAX_UPLOAD_BYTES",
     "STORE_KEY",
+    "TAGS_KEY",
+    "ContentTags",
     "ServerConfig",
     "abort",
     "add_routes",
     "content_tag",
+    "send_local",
     "stream_range",
 ]
 
@@ -97,12 +104,48 @@ class ServerConfig:
     max_json_bytes: int = DEFAULT_MAX_JSON_BYTES
     spool_memory: int = DEFAULT_SPOOL_MEMORY
     spool_dir: str | None = None
+    sendfile: bool = True
 
 
 STORE_KEY = web.AppKey("tfjsfs_store", ModelStore)
 #: How the pages and the listing point clients at the JSON listing.
 LISTING_LINK = f'</models>; rel="{LISTING_REL}"; type="application/json"'
 CONFIG_KEY = web.AppKey("tfjsfs_server_config", ServerConfig)
+
+
+class ContentTags:
+    """The content tags of local files by identity, so a file's bytes are hashed once.
+
+    A local file's identity (device, inode, size, modification and change
+    times in ns: :attr:`OpenedFile.identity`) changes with any write, so a tag
+    found here is the tag of the bytes the handle reads. Holds the newest
+    *capacity* entries.
+    """
+
+    def __init__(self, capacity: int = 4096):
+        self.capacity = capacity
+        self._tags: OrderedDict[tuple, str] = OrderedDict()
+
+    def get(self, opened: OpenedFile) -> str | None:
+        """The tag of *opened*'s bytes, if they were hashed before."""
+        if opened.identity is None:
+            return None
+        key = (opened.path, opened.identity)
+        tag = self._tags.get(key)
+        if tag is not None:
+            self._tags.move_to_end(key)
+        return tag
+
+    def put(self, opened: OpenedFile, tag: str) -> None:
+        """Remember *tag* for *opened*'s bytes (local files only)."""
+        if opened.identity is None:
+            return
+        self._tags[(opened.path, opened.identity)] = tag
+        while len(self._tags) > self.capacity:
+            self._tags.popitem(last=False)
+
+
+TAGS_KEY = web.AppKey("tfjsfs_content_tags", ContentTags)
 
 
 # ------------------------------------------------------------------ replies
@@ -277,6 +320,7 @@ async def favicon(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     """Add the model routes to *app* (which holds ``STORE_KEY`` and ``CONFIG_KEY``)."""
+    app[TAGS_KEY] = ContentTags()
     router = app.router
     router.add_get("/", index)
     router.add_get("/favicon.ico", favicon)
@@ -371,16 +415,19 @@ async def _send_file(
     request: web.Request, store: ModelStore, name: str, file: str
 ) -> web.StreamResponse:
     """Send a bundle file from one opened handle: every declared byte, or an aborted connection."""
+    tags = request.app[TAGS_KEY]
     with await store.open(name, file) as opened:
         content = None
+        size, etag = opened.size, opened.etag
         if file == MODEL_JSON or opened.size <= STREAM_CHUNK:
-            # small files (model.json) are read whole: size and tag are those of what is sent
-            content = await opened.read_all()
-            size, etag = len(content), content_tag(content)
-            if file == MODEL_JSON:
-                store.served(name, content)
-        else:
-            size, etag = opened.size, opened.etag
+            # small files (model.json) carry a tag of their bytes: of what is sent
+            etag = tags.get(opened)
+            if etag is None:
+                content = await opened.read_all()
+                size, etag = len(content), content_tag(content)
+                tags.put(opened, etag)
+                if file == MODEL_JSON:
+                    store.served(name, content)
         headers = {
             hdrs.CACHE_CONTROL: CACHE_CONTROL,
             hdrs.ACCEPT_RANGES: "bytes",
@@ -419,9 +466,48 @@ async def _send_file(
         elif content is not None:
             await response.write(content[start:end])
             await response.write_eof()
+        elif opened.local and request.app[CONFIG_KEY].sendfile:
+            if await send_local(request, response, opened, start, end):
+                await response.write_eof()
         elif await stream_range(request, response, opened, start, end):
             await response.write_eof()
         return response
+
+
+async def send_local(
+    request: web.Request, response: web.StreamResponse, opened: OpenedFile, start: int, end: int
+) -> bool:
+    """Send bytes ``[start, end)`` of a local *opened* file with the kernel (sendfile).
+
+    *response* is prepared (its headers are written). As :func:`stream_range`:
+    if the bytes cannot all be sent (the file was truncated in place, the
+    connection broke), the connection is aborted and False is returned.
+    """
+    transport = request.transport
+    sent = 0
+    try:
+        if transport is None:
+            raise ConnectionResetError("connection lost")
+        sent = await opened.sendfile(transport, start, end)
+        if sent != end - start:
+            raise TransferError(
+                f"{opened.path} changed while being sent: expected {end - start} bytes "
+                f"from {start} of {opened.size}, sent {sent}"
+            )
+    except Exception as exc:
+        if not isinstance(exc, ConnectionError):
+            log.error(
+                "aborting %s %s after %d of %d bytes of %s: %s",
+                request.method,
+                request.path,
+                sent,
+                end - start,
+                opened.path,
+                exc,
+            )
+        abort(request, response)
+        return False
+    return True
 
 
 async def stream_range(
