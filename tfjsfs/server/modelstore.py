@@ -52,6 +52,7 @@ from ..io.writer import (
 from .names import check_name, without_credentials
 from .opened import OpenedFile, open_local
 from .options import DEFAULT_GRACE_PERIOD
+from .spools import place_spool
 
 __all__ = [
     "DEFAULT_GRACE_PERIOD",
@@ -193,7 +194,8 @@ class BundleSummary:
 
 
 class _LocalFile:
-    """A shard body that is a whole local file: uploaded with ``_put_file``."""
+    """A shard body that is a whole local file: uploaded with ``_put_file``, or
+    linked into a local store (:func:`place_spool`)."""
 
     def __init__(self, path: str, size: int):
         self.path = path
@@ -214,6 +216,8 @@ class _PutLocalFiles:
 
     async def _pipe_file(self, path: str, data: Any, **kwargs: Any) -> Any:
         if isinstance(data, _LocalFile):
+            if is_local(self._fs):  # linked into place: the bytes are written once
+                return await asyncio.to_thread(place_spool, data.path, path)
             return await self._fs._put_file(data.path, path)
         return await self._fs._pipe_file(path, data, **kwargs)
 
@@ -639,10 +643,9 @@ class ModelStore:
         else:
             plan = plan_bundle(artifacts, "upload")
         data = memoryview(artifacts.weight_data).cast("B")
-        local = is_local(self.fs)
 
         async def shard_bytes(shard: ShardPlan) -> Any:
-            if spool_path and not local and shard.start == 0 and shard.end == len(data):
+            if spool_path and shard.start == 0 and shard.end == len(data):
                 return _LocalFile(spool_path, len(data))  # streamed, never read whole
             return data[shard.start : shard.end]
 
