@@ -52,6 +52,7 @@ from ..io.writer import (
 from .names import check_name, without_credentials
 from .opened import OpenedFile, open_local
 from .options import DEFAULT_GRACE_PERIOD
+from .presign import presigned_url
 from .spools import place_spool
 
 __all__ = [
@@ -537,6 +538,23 @@ class ModelStore:
             if file not in names:
                 raise ModelNotFoundError(f"model {name!r} has no weight file {file!r}")
         return posixpath.join(self.folder(name), file)
+
+    async def presign(self, name: str, file: str, expires: float) -> str:
+        """A presigned GET URL of a bundle file, valid for *expires* seconds.
+
+        Raises
+        ------
+        ModelNotFoundError
+            No such bundle, or *file* is not one of its files.
+        NotImplementedError
+            The store cannot sign URLs.
+        """
+        check_name(name)
+
+        async def sign() -> str:
+            return await presigned_url(self.fs, await self._check_file(name, file), expires)
+
+        return await self.io(sign())
 
     def weight_files(self, name: str, doc: ModelJSON) -> list[str]:
         """The weight files *doc* (bundle *name*'s model.json) names, in manifest order,

@@ -34,7 +34,10 @@ byte it declared or aborts its connection (:func:`stream_range`,
 :func:`send_local`); it never hangs. Files of a local folder store go out with
 the kernel's sendfile from that handle (``ServerConfig.sendfile``); files up
 to ``STREAM_CHUNK`` bytes and model.json carry a tag of their bytes, read once
-per version of the file (:class:`ContentTags`).
+per version of the file (:class:`ContentTags`). With ``redirect_reads`` (an
+object store that can sign URLs), a weight file's GET is answered with ``307``
+to a presigned URL of it (:mod:`.presign`), valid that many seconds;
+model.json and ``HEAD`` are still answered here.
 
 The handlers read the store from ``app[STORE_KEY]`` and their limits from
 ``app[CONFIG_KEY]``; :func:`add_routes` adds them to an application.
@@ -105,6 +108,7 @@ class ServerConfig:
     spool_memory: int = DEFAULT_SPOOL_MEMORY
     spool_dir: str | None = None
     sendfile: bool = True
+    redirect_reads: float | None = None
 
 
 STORE_KEY = web.AppKey("tfjsfs_store", ModelStore)
@@ -415,6 +419,12 @@ async def _send_file(
     request: web.Request, store: ModelStore, name: str, file: str
 ) -> web.StreamResponse:
     """Send a bundle file from one opened handle: every declared byte, or an aborted connection."""
+    expires = request.app[CONFIG_KEY].redirect_reads
+    if expires and file != MODEL_JSON and request.method == hdrs.METH_GET:
+        url = await store.presign(name, file, expires)
+        return web.Response(
+            status=307, headers={hdrs.LOCATION: url, hdrs.CACHE_CONTROL: "no-store"}
+        )
     tags = request.app[TAGS_KEY]
     with await store.open(name, file) as opened:
         content = None
