@@ -35,6 +35,11 @@ Rows
     ``curl -F model.json=@... -F model.weights.bin=@...`` of the model as TF.js's
     ``model.save`` sends it (one weights part), median of interleaved rounds; MB/s of
     body bytes. ``tfjsfs serve`` validates the upload completely and publishes a bundle.
+``S3``
+    the ``big`` model in moto's S3 server: every shard with ``curl -Z -L`` from
+    ``tfjsfs serve s3://...`` with ``--redirect-reads`` (307 to a presigned URL, the
+    bytes come from moto) and without (proxied), against s3fs ``cat`` of the shards
+    straight from moto.
 ``64 loaders``
     64 concurrent TF.js-style loaders (``crowd`` below: GET model.json, parse it, then
     every shard, at most 6 connections each, as a browser does), in one client
@@ -215,11 +220,13 @@ class Child:
             self.log.close()
 
 
-def tfjsfs_serve(store, *args):
+def tfjsfs_serve(store, *args, storage_options=None):
     import servers
 
     port = servers.free_port()
     cmd = [sys.executable, "-m", "tfjsfs.server", store, "--port", str(port), *args]
+    for key, value in (storage_options or {}).items():
+        cmd.append(f"--storage-option={key}={value}")
     cmd += ["--max-upload-bytes", "4GiB"]
     return Child("tfjsfs serve", cmd, port, "/models")
 
@@ -292,9 +299,11 @@ def upload_files(meta, folder):
     return json_path, bin_path
 
 
-def curl_download(base, meta):
+def curl_download(base, meta, follow=False):
     urls = [f"{base}/model.json"] + [f"{base}/{p}" for p in meta["paths"]]
     cmd = ["curl", "-sS", "--no-progress-meter", "--fail", "-Z", "--parallel-max", "8"]
+    if follow:
+        cmd.append("-L")
     for url in urls:
         cmd += ["-o", "/dev/null", url]
     return _timed(cmd)
@@ -405,6 +414,7 @@ def run(bench):
                 _crowds(bench, name, meta, servers_)
         for name, meta in metas.items():
             targets += _uploads(bench, name, meta, tmp, rounds)
+        _s3(bench, metas["big"], 3)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return targets
@@ -539,6 +549,55 @@ def _uploads(bench, name, meta, tmp, rounds):
         table=[headers, rows],
     )
     return targets
+
+
+def _s3(bench, meta, rounds):
+    import s3fs
+    import servers
+
+    bench.log(f"  serve big: S3 (moto), {rounds} rounds")
+    with servers.moto_s3([meta]) as s3, contextlib.ExitStack() as stack:
+        store = f"s3://{s3['bucket']}"
+        opts = s3["fs_options"]
+        dest = {
+            "--redirect-reads": stack.enter_context(
+                tfjsfs_serve(store, "--redirect-reads", storage_options=opts)
+            ),
+            "proxying": stack.enter_context(tfjsfs_serve(store, storage_options=opts)),
+        }
+        fs = s3fs.S3FileSystem(skip_instance_cache=True, **opts)
+        keys = [f"{s3['bucket']}/{meta['dir']}/{p}" for p in meta["paths"]]
+
+        def measure(kind):
+            if kind == "s3fs cat":
+                t0 = time.perf_counter()
+                got = fs.cat(keys)
+                took = time.perf_counter() - t0
+                if sum(len(v) for v in got.values()) != meta["nbytes"]:
+                    raise RuntimeError("s3fs cat read the wrong byte count")
+                return took
+            return curl_download(dest[kind].base(meta["dir"]), meta, follow=True)
+
+        times = interleaved(rounds, [*dest, "s3fs cat"], measure)
+    mb = meta["nbytes"] / 1e6
+    ref = mb / statistics.median(times["s3fs cat"])
+    labels = {
+        "--redirect-reads": "curl -Z -L: tfjsfs serve --redirect-reads (307 to moto)",
+        "proxying": "curl -Z: tfjsfs serve, proxying",
+        "s3fs cat": "s3fs cat of every shard, straight from moto",
+    }
+    rows = []
+    for kind, t in times.items():
+        mb_s = mb / statistics.median(t)
+        rows.append(_row(labels[kind], mb_s, mb_s / ref, _times(t)))
+    headers = ["loader", "MB/s (median)", "x s3fs cat", "seconds per round", "note"]
+    bench.add(
+        "serve",
+        "big",
+        f"serve: downloads from an S3 store (moto on 127.0.0.1, {s3['version']})",
+        [],
+        table=[headers, rows],
+    )
 
 
 def _target(model, what, value):
