@@ -29,7 +29,7 @@ from peers._aioserver import ThreadedApp
 from serverkit import assert_same_weights, http, make_artifacts, server_factory
 
 import tfjsfs
-from tfjsfs.errors import CLIError
+from tfjsfs.errors import CLIError, RedirectError
 from tfjsfs.server.app import create_app
 
 EXTRA = 1_150_000  # a 4.6 MB weight file beside the kit's weights
@@ -121,6 +121,18 @@ def test_a_weight_file_get_is_redirected_to_a_presigned_url(s3_pair, s3_server):
     assert http("GET", url, headers={"If-None-Match": etag}).status == 304
     # files that are not the bundle's are refused before anything is signed
     assert _unfollowed(redirecting.model_url("m", "other.bin"))[0] == 404
+
+
+def test_the_tfjsfs_loader_follows_the_redirect_when_allowed(s3_pair):
+    """tfjsfs refuses redirects to another origin by default (a model.json's
+    shards stay on its server); ``follow_redirects="any"`` lets it load."""
+    redirecting, _ = s3_pair
+    artifacts = make_artifacts(44, extra=EXTRA)
+    tfjsfs.save_model(artifacts, redirecting.model_url("t"))
+    url = redirecting.model_url("t").replace("http://", "tfjs+http://")
+    with pytest.raises(RedirectError, match="follow_redirects"):
+        tfjsfs.load_weights(url)
+    assert_same_weights(tfjsfs.load_weights(url, follow_redirects="any"), artifacts.weights)
 
 
 @requires_node
