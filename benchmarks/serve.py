@@ -11,7 +11,7 @@ Usage
 What runs
 ---------
 The benchmark models ``big`` and ``small`` (``models.py``; converter layout, 4 MiB
-shards) are linked into one store folder, ``STORE/<name>/``. On 127.0.0.1:
+shards) are linked into one store folder, ``STORE/<dir>/``. On 127.0.0.1:
 
 - ``tfjsfs serve STORE`` (a child process, sendfile on, its access log on);
 - nginx on the same folder (``servers.StaticServer``: ``sendfile on``, 2 workers, an
@@ -268,9 +268,10 @@ class Nginx:
 
 
 def link_store(metas, store):
-    """``STORE/<name>/`` holding each model's model.json and shards (hard links)."""
-    for name, meta in metas.items():
-        folder = os.path.join(store, name)
+    """``STORE/<dir>/`` holding each model's model.json and shards (hard links;
+    ``dir`` names the model's spec, so quick and full models never mix)."""
+    for meta in metas.values():
+        folder = os.path.join(store, meta["dir"])
         os.makedirs(folder, exist_ok=True)
         for file in ("model.json", *meta["paths"]):
             src, dst = os.path.join(meta["path"], file), os.path.join(folder, file)
@@ -424,7 +425,7 @@ def _downloads(bench, name, meta, servers_, rounds):
     mb = meta["nbytes"] / 1e6
     bench.log(f"  serve {name}: curl downloads, {rounds} rounds")
     times = interleaved(
-        rounds, list(servers_), lambda s: curl_download(servers_[s].base(name), meta)
+        rounds, list(servers_), lambda s: curl_download(servers_[s].base(meta["dir"]), meta)
     )
     nginx = mb / statistics.median(times["nginx"])
     rows, targets = [], []
@@ -435,7 +436,7 @@ def _downloads(bench, name, meta, servers_, rounds):
             targets.append(_target(name, "download, curl: tfjsfs serve / nginx", mb_s / nginx))
     loader = {}
     for server in ("tfjsfs serve", "nginx"):
-        base = servers_[server].base(name)
+        base = servers_[server].base(meta["dir"])
         ctx = {"base_url": base, "tfjsfs_url": "tfjs+" + base, "tfjsfs_options": {}}
         raw = bench.worker("tfjsfs", meta, ctx, rounds)
         if raw.get("error"):
@@ -469,7 +470,7 @@ def _crowds(bench, name, meta, servers_):
     rows = []
     nginx = None
     for server in ("nginx", "tfjsfs serve"):
-        got = crowd(servers_[server].base(name), n)
+        got = crowd(servers_[server].base(meta["dir"]), n)
         if got["bytes"] != n * meta["nbytes"]:
             raise RuntimeError(f"{server}: crowd read {got['bytes']} bytes")
         mb_s = n * meta["nbytes"] / 1e6 / got["wall"]
