@@ -436,8 +436,8 @@ async def _send_file(
                 content = await opened.read_all()
                 size, etag = len(content), content_tag(content)
                 tags.put(opened, etag)
-                if file == MODEL_JSON:
-                    store.served(name, content)
+                if file == MODEL_JSON:  # parsed off the event loop: it can be large
+                    await asyncio.to_thread(store.served, name, content)
         headers = {
             hdrs.CACHE_CONTROL: CACHE_CONTROL,
             hdrs.ACCEPT_RANGES: "bytes",
@@ -498,14 +498,18 @@ async def send_local(
     try:
         if transport is None:
             raise ConnectionResetError("connection lost")
+        writer = await response.prepare(request)  # the prepared response's writer
         sent = await opened.sendfile(transport, start, end)
+        if writer is not None:
+            writer.output_size += sent  # what access logs report as the body's bytes
         if sent != end - start:
             raise TransferError(
                 f"{opened.path} changed while being sent: expected {end - start} bytes "
                 f"from {start} of {opened.size}, sent {sent}"
             )
     except Exception as exc:
-        if not isinstance(exc, ConnectionError):
+        gone = isinstance(exc, ConnectionError) or transport is None or transport.is_closing()
+        if not gone:  # a client that went away is no error of the file's
             log.error(
                 "aborting %s %s after %d of %d bytes of %s: %s",
                 request.method,
