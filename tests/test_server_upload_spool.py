@@ -11,10 +11,17 @@ import os
 import stat
 
 import pytest
-from serverkit import assert_same_weights, make_artifacts, server_factory
+from serverkit import (
+    assert_same_weights,
+    make_artifacts,
+    multipart_body,
+    server_factory,
+    tfjs_parts,
+)
 
 import tfjsfs
 from tfjsfs.server import modelstore, spools
+from tfjsfs.server.upload import read_upload_bytes
 
 
 @pytest.fixture
@@ -70,3 +77,12 @@ def test_a_spool_on_another_file_system_is_copied(tmp_path):
         assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~_umask()
     finally:
         os.unlink(spool)
+
+
+async def test_read_upload_bytes_takes_a_body_larger_than_the_stream_limit(tmp_path):
+    """A body above 128 KiB tripped aiohttp's pause of a stream with no transport."""
+    artifacts = make_artifacts(32, extra=200_000)  # 800 kB of weights
+    ctype, body = multipart_body(tfjs_parts(artifacts))
+    with await read_upload_bytes(ctype, body, spool_memory=1024, spool_dir=str(tmp_path)) as up:
+        assert up.weight_bytes == len(memoryview(artifacts.weight_data).cast("B"))
+        assert bytes(up.spool.view()) == bytes(memoryview(artifacts.weight_data).cast("B"))

@@ -494,7 +494,8 @@ async def read_upload_bytes(content_type: str, body: bytes, **options: Any) -> U
     """
     loop = asyncio.get_running_loop()
     protocol = BaseProtocol(loop)
-    stream = aiohttp.StreamReader(protocol, 2**16, loop=loop)
+    # the whole body is fed at once: a limit below it would pause a reader that has none
+    stream = aiohttp.StreamReader(protocol, max(2**16, len(body) + 1), loop=loop)
     stream.feed_data(body)
     stream.feed_eof()
     headers = {hdrs.CONTENT_TYPE: content_type, hdrs.CONTENT_LENGTH: str(len(body))}
