@@ -434,7 +434,12 @@ async def _send_file(
             etag = tags.get(opened)
             if etag is None:
                 content = await opened.read_all()
-                size, etag = len(content), content_tag(content)
+                size = len(content)
+                # hashing a shard takes milliseconds: off the event loop (hashlib frees the GIL)
+                if size > 65536:
+                    etag = await asyncio.to_thread(content_tag, content)
+                else:
+                    etag = content_tag(content)
                 tags.put(opened, etag)
                 if file == MODEL_JSON:  # parsed off the event loop: it can be large
                     await asyncio.to_thread(store.served, name, content)
