@@ -22,7 +22,8 @@ import pytest
 from serverkit import http, make_artifacts, raw_request, server_factory
 
 import tfjsfs
-from tfjsfs.server.opened import SENT
+from tfjsfs.server.opened import SENT, OpenedFile, open_local
+from tfjsfs.server.routes import ContentTags
 
 #: 4.6 MB of float32 beside the kit's weights: above the 4 MiB read-whole size.
 EXTRA = 1_150_000
@@ -76,6 +77,7 @@ def test_sendfile_replies_are_those_of_the_stepwise_path(model_server, tmp_path)
     steps = model_server(store, sendfile=False)
     tfjsfs.save_model(make_artifacts(3, extra=EXTRA), kernel.model_url("big"))
     tfjsfs.save_model(make_artifacts(4), kernel.model_url("small"))
+    time.sleep(2.1)  # tags are remembered for files unchanged for 2 s (ContentTags.settle)
     files = []
     for name in ("big", "small"):  # (read from the other app: the kernel's tags stay unknown)
         doc = http("GET", steps.model_url(name, "model.json")).json()
@@ -176,3 +178,19 @@ def test_a_file_truncated_under_sendfile_aborts_the_connection(model_server):
     assert declared == 32 * 1024 * 1024 and len(body) < declared
     assert SENT["sendfile"] == before + 1
     assert http("GET", server.model_url("m", "model.json")).status == 200  # still serving
+
+
+def test_content_tags_of_files_changed_just_now_are_not_remembered(tmp_path):
+    """A second write within the file system's time tick would keep a file's
+    identity: tags are remembered only for files unchanged for ``settle`` s."""
+    path = tmp_path / "w.bin"
+    path.write_bytes(b"x" * 100)
+    tags = ContentTags(settle=2.0)
+    fd, info = open_local(str(path))
+    with OpenedFile(str(path), info, fd=fd) as fresh:
+        tags.put(fresh, '"fresh"')
+        assert tags.get(fresh) is None
+        dev, ino, size, mtime, ctime = fresh.identity
+        fresh.identity = (dev, ino, size, mtime, ctime - 3_000_000_000)  # as if 3 s old
+        tags.put(fresh, '"settled"')
+        assert tags.get(fresh) == '"settled"'

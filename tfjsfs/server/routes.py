@@ -51,6 +51,7 @@ import email.utils
 import hashlib
 import logging
 import posixpath
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
@@ -122,12 +123,16 @@ class ContentTags:
 
     A local file's identity (device, inode, size, modification and change
     times in ns: :attr:`OpenedFile.identity`) changes with any write, so a tag
-    found here is the tag of the bytes the handle reads. Holds the newest
-    *capacity* entries.
+    found here is the tag of the bytes the handle reads. A file changed less
+    than *settle* seconds ago is not remembered: a file system stamps times in
+    ticks, and a second write within the tick of the first would keep the
+    identity (as git treats "racily clean" files). Holds the newest *capacity*
+    entries.
     """
 
-    def __init__(self, capacity: int = 4096):
+    def __init__(self, capacity: int = 4096, settle: float = 2.0):
         self.capacity = capacity
+        self.settle = settle
         self._tags: OrderedDict[tuple, str] = OrderedDict()
 
     def get(self, opened: OpenedFile) -> str | None:
@@ -144,6 +149,9 @@ class ContentTags:
         """Remember *tag* for *opened*'s bytes (local files only)."""
         if opened.identity is None:
             return
+        changed = opened.identity[-1]  # the change time, ns
+        if time.time_ns() - changed < self.settle * 1e9:
+            return  # changed just now: it could change again within the same tick
         self._tags[(opened.path, opened.identity)] = tag
         while len(self._tags) > self.capacity:
             self._tags.popitem(last=False)
