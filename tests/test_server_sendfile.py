@@ -194,3 +194,24 @@ def test_content_tags_of_files_changed_just_now_are_not_remembered(tmp_path):
         fresh.identity = (dev, ino, size, mtime, ctime - 3_000_000_000)  # as if 3 s old
         tags.put(fresh, '"settled"')
         assert tags.get(fresh) == '"settled"'
+
+
+def test_a_client_gone_mid_sendfile_is_no_error(model_server, caplog):
+    """The server notices the closed connection, logs no error, and serves on."""
+    server = model_server()
+    artifacts = _big_model(4)
+    tfjsfs.save_model(artifacts, server.model_url("m"))
+    doc = http("GET", server.model_url("m", "model.json")).json()
+    (shard,) = doc["weightsManifest"][0]["paths"]
+    shard = shard.removeprefix("./")
+    before = SENT["sendfile"]
+    with caplog.at_level("INFO"):
+        for _ in range(3):
+            sock, _, _ = _start_download(server.port, f"/models/m/{shard}")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\0\0\0\0\0\0\0")
+            sock.close()  # a reset, mid-body
+        whole = http("GET", server.model_url("m", shard))
+    assert whole.body == bytes(memoryview(artifacts.weight_data).cast("B"))
+    assert SENT["sendfile"] == before + 4
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert errors == [], [r.getMessage() for r in errors]
