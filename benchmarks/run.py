@@ -5,7 +5,7 @@ Usage
 ::
 
     python benchmarks/run.py [--quick] [--json results.json] [--markdown tables.md]
-                             [--only SCENARIO ...] [--repeats N] [--wan-repeats N]
+                             [--only SCENARIO ...] [--repeats N] [--wan-repeats N] [--serve]
 
 Scenarios (``--only`` takes any of them; ``wan`` means both links):
 
@@ -38,7 +38,8 @@ Scenarios (``--only`` takes any of them; ``wan`` means both links):
 ``serve``
     ``tfjsfs serve`` (local folder store) against nginx on the same folder, a minimal
     aiohttp upload handler and a Flask app: downloads (curl, the tfjsfs loader), uploads,
-    64 concurrent TF.js-style loaders; see ``serve.py``. ``--serve`` runs only this.
+    64 concurrent TF.js-style loaders; see ``serve.py``. Not part of a default run:
+    ``--serve`` (or ``--only serve``) runs it, about 5 minutes (``--quick``: 1 to 3).
 ``one-tensor``
     a 1.5 MiB tensor that spans two shards of ``big``, over HTTP (nginx): exact Range
     GETs with raw aiohttp, the whole shards holding it, TF.js
@@ -120,6 +121,8 @@ import servers  # noqa: E402
 import wan  # noqa: E402
 
 SCENARIOS = ("local", "http", "wan-41ms", "wan-100ms", "s3", "gcs", "one-tensor", "serve")
+#: Run when no ``--only`` is given (the server benchmark runs with ``--serve``).
+DEFAULT_SCENARIOS = SCENARIOS[:-1]
 WAN_LINKS = {
     "wan-41ms": {"delay_ms": 20, "rate_mbit": 200},
     "wan-100ms": {"delay_ms": 50, "rate_mbit": 200},
@@ -775,7 +778,7 @@ class Bench:
 
 def _selected(only):
     if not only:
-        return list(SCENARIOS)
+        return list(DEFAULT_SCENARIOS)
     out = []
     for s in only:
         names = [k for k in SCENARIOS if k.startswith("wan")] if s == "wan" else [s]
