@@ -616,6 +616,11 @@ class ModelStore:
             No such bundle, or *file* is not one of its files.
         """
         check_name(name)
+        if is_local(self.fs) and (
+            file == MODEL_JSON or file in self._served.get(self.json_path(name), ())
+        ):
+            # nothing to ask the store: opened from the caller's loop (no hop to fsspec's)
+            return await self._open(name, file)
         return await self.io(self._open(name, file))
 
     async def file(self, name: str, file: str) -> tuple[str, dict[str, Any]]:
