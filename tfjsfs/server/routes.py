@@ -448,7 +448,8 @@ async def _send_file(
                     etag = await asyncio.to_thread(content_tag, content)
                 else:
                     etag = content_tag(content)
-                tags.put(opened, etag)
+                if size == opened.size:  # (a file truncated meanwhile is not remembered)
+                    tags.put(opened, etag)
                 if file == MODEL_JSON:  # parsed off the event loop: it can be large
                     await asyncio.to_thread(store.served, name, content)
         headers = {
