@@ -229,3 +229,19 @@ def test_tfjs_in_chromium_follows_the_redirect_to_the_bucket(s3_pair, s3_server)
     assert hops[-1]["status"] == 200 and hops[-1]["url"].startswith(s3_server.endpoint_url)
     loaded = {w["name"]: np.array(w["data"], "f4").reshape(w["shape"]) for w in out["weights"]}
     assert_same_weights(loaded, weights)
+
+
+def test_serve_options_for_sendfile_and_redirects():
+    import argparse
+
+    from tfjsfs.server.options import DEFAULT_REDIRECT_EXPIRY, add_serve_arguments, serve_options
+
+    parser = add_serve_arguments(argparse.ArgumentParser())
+    default = serve_options(parser.parse_args([]), environ={})
+    assert default["sendfile"] is True and default["redirect_reads"] is None
+    flagged = serve_options(
+        parser.parse_args(["s3://b/m", "--no-sendfile", "--redirect-reads"]), environ={}
+    )
+    assert flagged["sendfile"] is False and flagged["redirect_reads"] == DEFAULT_REDIRECT_EXPIRY
+    timed = serve_options(parser.parse_args(["--redirect-reads", "45"]), environ={})
+    assert timed["redirect_reads"] == 45.0
