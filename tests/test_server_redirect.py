@@ -11,6 +11,7 @@ account's private key, which the emulator's anonymous credentials do not have).
 
 from __future__ import annotations
 
+import argparse
 import base64
 import json
 import os
@@ -31,6 +32,7 @@ from serverkit import assert_same_weights, http, make_artifacts, server_factory
 import tfjsfs
 from tfjsfs.errors import CLIError, RedirectError
 from tfjsfs.server.app import create_app
+from tfjsfs.server.options import DEFAULT_REDIRECT_EXPIRY, add_serve_arguments, serve_options
 
 EXTRA = 1_150_000  # a 4.6 MB weight file beside the kit's weights
 
@@ -232,10 +234,6 @@ def test_tfjs_in_chromium_follows_the_redirect_to_the_bucket(s3_pair, s3_server)
 
 
 def test_serve_options_for_sendfile_and_redirects():
-    import argparse
-
-    from tfjsfs.server.options import DEFAULT_REDIRECT_EXPIRY, add_serve_arguments, serve_options
-
     parser = add_serve_arguments(argparse.ArgumentParser())
     default = serve_options(parser.parse_args([]), environ={})
     assert default["sendfile"] is True and default["redirect_reads"] is None
