@@ -29,8 +29,9 @@ Rows
     model.json and every shard with ``curl -Z --parallel-max 8 -o /dev/null``; MB/s of
     weight bytes, median of interleaved rounds (each server once per round).
 ``download (tfjsfs loader)``
-    ``tfjsfs.load_weights("tfjs+http://...")`` in a fresh process (``worker.py``: one
-    warm-up, then timed runs).
+    ``tfjsfs.load_weights("tfjs+http://...")`` in fresh processes (``worker.py``: one
+    warm-up, then timed runs), four of them in the order tfjsfs serve, nginx, nginx,
+    tfjsfs serve, each timing half the rounds.
 ``upload (curl -F)``
     ``curl -F model.json=@... -F model.weights.bin=@...`` of the model as TF.js's
     ``model.save`` sends it (one weights part), median of interleaved rounds; MB/s of
@@ -434,19 +435,26 @@ def _downloads(bench, name, meta, servers_, rounds):
         rows.append(_row(f"curl -Z: {server}", mb_s, mb_s / nginx, _times(t)))
         if server == "tfjsfs serve":
             targets.append(_target(name, "download, curl: tfjsfs serve / nginx", mb_s / nginx))
-    loader = {}
-    for server in ("tfjsfs serve", "nginx"):
+    # fresh worker processes, in the order A B B A (half the rounds each), so a change
+    # of machine load over time falls on both servers alike
+    loader, runs, errors = {}, {"tfjsfs serve": [], "nginx": []}, {}
+    half = max(1, rounds // 2)
+    for server in ("tfjsfs serve", "nginx", "nginx", "tfjsfs serve"):
         base = servers_[server].base(meta["dir"])
         ctx = {"base_url": base, "tfjsfs_url": "tfjs+" + base, "tfjsfs_options": {}}
-        raw = bench.worker("tfjsfs", meta, ctx, rounds)
+        raw = bench.worker("tfjsfs", meta, ctx, half)
         if raw.get("error"):
-            rows.append([f"tfjsfs loader: {server}", "", "", "", raw["error"][:200]])
+            errors[server] = raw["error"][:200]
+        elif not raw.get("verified", True):
+            errors[server] = f"WRONG DATA: {raw.get('verify_error')}"
+        else:
+            runs[server] += raw["times"]
+    for server, times in runs.items():
+        if server in errors or not times:
+            rows.append([f"tfjsfs loader: {server}", "", "", "", errors.get(server, "")])
             continue
-        loader[server] = mb / statistics.median(raw["times"])
-        ok = "" if raw.get("verified", True) else f"WRONG DATA: {raw.get('verify_error')}"
-        rows.append(
-            _row(f"tfjsfs loader: {server}", loader[server], None, _times(raw["times"]), ok)
-        )
+        loader[server] = mb / statistics.median(times)
+        rows.append(_row(f"tfjsfs loader: {server}", loader[server], None, _times(times)))
     if len(loader) == 2:
         ratio = loader["tfjsfs serve"] / loader["nginx"]
         rows[-2][2] = f"{ratio:.2f}"
