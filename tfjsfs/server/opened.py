@@ -21,7 +21,7 @@ from ..errors import TransferError
 
 __all__ = ["SENT", "OpenedFile", "open_local"]
 
-#: How many responses each way of sending took (``"sendfile"``), for the logs and tests.
+#: How many responses went out by each way of sending (``"sendfile"``): for diagnostics and tests.
 SENT: Counter[str] = Counter()
 
 
