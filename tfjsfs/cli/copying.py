@@ -10,7 +10,8 @@ from typing import Any
 from .._util.options import parse_options, parse_size
 from ..errors import CLIError
 from ..model import bulk
-from ..model.manage import copy_model, move_model, remove_model, remove_model_files
+from ..model.copying import copy_model, move_model
+from ..model.removal import remove_model, remove_model_files
 from .arguments import add_command, parse_quantize, storage_options
 from .output import close, human_size, progress, short
 

@@ -14,7 +14,7 @@ from ..io.bundle import read_json_bytes
 from ..io.fetch import locate_model_json
 from ..io.location import listing_key
 from ..io.resolve import resolve
-from ..model.manage import BundleListing, find_bundles
+from ..model.discovery import BundleListing, find_bundles
 from .arguments import add_command, storage_options
 from .info_html import cmd_info_html
 from .output import dump_json, human_size, print_table

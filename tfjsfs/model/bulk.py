@@ -3,7 +3,7 @@
 Needs the ``dask`` extra (``pandas``; ``dask[distributed]`` for clusters).
 
 Every job starts with **one recursive listing** of the prefix on the caller's
-side (:func:`tfjsfs.model.manage.find_bundles`), which finds the bundles and the size
+side (:func:`tfjsfs.model.discovery.find_bundles`), which finds the bundles and the size
 of every file. The bundles are then cut into chunks, and each chunk runs as one
 task: on a ``dask.distributed`` cluster when ``client=`` is given (a
 :class:`distributed.Client` or a scheduler address), else on local threads.
@@ -35,7 +35,8 @@ from ..format.manifest import ModelJSON
 from ..io.bundle import read_json_bytes
 from ..io.resolve import resolve
 from ..io.shardurls import resolve_shard_paths
-from .manage import BundleListing, copy_model_async, find_bundles
+from .copying import copy_model_async
+from .discovery import BundleListing, find_bundles
 from .verify import Problem, check_bundle, failures, verify_model_async
 
 __all__ = ["SCAN_COLUMNS", "copy_all", "destination", "discover", "scan", "verify_all"]
