@@ -131,8 +131,8 @@ def _copy_many(args: argparse.Namespace, *, move: bool) -> int:
         found = bulk.discover(args.src, {**opts["storage_options"], **opts["src_options"]})
         for b in found:
             print(
-                f"would {'move' if move else 'copy'} {b.url} -> "
-                f"{bulk.destination(args.src, args.dst, b.url)}"
+                f"would {'move' if move else 'copy'} {b.name} -> "
+                f"{bulk.destination(args.src, args.dst, b.name)}"
             )
         return 0
     callback = progress(args, "models", unit="model")
@@ -191,7 +191,7 @@ def cmd_mv(args: argparse.Namespace) -> int:
 
 def bundle_urls(prefix: str, opts: dict[str, Any]) -> list[str]:
 
-    return [b.url for b in bulk.discover(prefix, opts)]
+    return [b.name for b in bulk.discover(prefix, opts)]
 
 
 def cmd_rm(args: argparse.Namespace) -> int:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import posixpath
 import sys
 from typing import Any
 
@@ -12,9 +11,9 @@ from ..format.manifest import ModelJSON
 from ..format.summary import summarize
 from ..io.bundle import read_json_bytes
 from ..io.fetch import locate_model_json
-from ..io.location import listing_key
+from ..io.found import FoundBundle, list_folder
 from ..io.resolve import resolve
-from ..model.discovery import BundleListing, find_bundles
+from ..model.discovery import find_bundles
 from .arguments import add_command, storage_options
 from .info_html import cmd_info_html
 from .output import dump_json, human_size, print_table
@@ -53,9 +52,9 @@ def cmd_ls(args: argparse.Namespace) -> int:
     bundles = run_sync(find_bundles(fs, path, args.prefix))
     records = []
     for b in bundles:
-        rec: dict[str, Any] = {"url": b.url, "error": b.error}
+        rec: dict[str, Any] = {"url": b.name, "error": b.error}
         if b.doc is not None:
-            info = b.info()
+            info = b.info
             specs = b.doc.weight_specs
             rec.update(
                 format=b.doc.format,
@@ -105,12 +104,8 @@ def cmd_info(args: argparse.Namespace) -> int:
         json_path = await locate_model_json(fs, path)
         raw = await read_json_bytes(fs, json_path)
         doc = ModelJSON.parse(raw, json_path)
-        try:
-            entries = await fs._ls(posixpath.dirname(json_path), detail=True)
-        except (OSError, NotImplementedError, ValueError):
-            entries = []  # HTTP without listings: sizes from the manifest
-        listing = {listing_key(e["name"]): e for e in entries}
-        return json_path, doc, BundleListing(args.url, json_path, listing, doc=doc).info()
+        listing = await list_folder(fs, json_path)  # none over HTTP: sizes from the manifest
+        return json_path, doc, FoundBundle(args.url, json_path, listing, doc=doc).info
 
     json_path, doc, info = run_sync(read())
     summary = summarize(doc)

@@ -33,10 +33,11 @@ from .._util.options import storage_options_of
 from ..errors import TFJSError
 from ..format.manifest import ModelJSON
 from ..io.bundle import read_json_bytes
+from ..io.found import FoundBundle
 from ..io.resolve import resolve
 from ..io.shardurls import resolve_shard_paths
 from .copying import copy_model_async
-from .discovery import BundleListing, find_bundles
+from .discovery import find_bundles
 from .verify import Problem, check_bundle, failures, verify_model_async
 
 __all__ = ["SCAN_COLUMNS", "copy_all", "destination", "discover", "scan", "verify_all"]
@@ -122,7 +123,7 @@ def _frame(rows: list[dict], columns: list[str], key: str):
     return frame.sort_values(key, kind="stable").reset_index(drop=True)
 
 
-def discover(prefix: str, storage_options: Mapping[str, Any]) -> list[BundleListing]:
+def discover(prefix: str, storage_options: Mapping[str, Any]) -> list[FoundBundle]:
     """Every bundle under *prefix* from one recursive listing (model JSON not read)."""
     fs, path = resolve(prefix, **storage_options)
     return sync(get_loop(), find_bundles, fs, path, os.fspath(prefix), read=False)
@@ -226,7 +227,7 @@ def scan(
     """
     storage_options = storage_options_of(storage_options, deprecated_options, "scan")
     found = discover(prefix, storage_options)
-    items = [(b.url, b.json_path, b.shard_sizes()) for b in found]
+    items = [(b.name, b.json_path, b.listed_sizes()) for b in found]
     rows = _run_tasks(
         _scan_chunk,
         items,
@@ -293,7 +294,7 @@ def verify_all(
     """
     storage_options = storage_options_of(storage_options, deprecated_options, "verify_all")
     if isinstance(targets, (str, os.PathLike)):
-        urls = [b.url for b in discover(os.fspath(targets), storage_options)]
+        urls = [b.name for b in discover(os.fspath(targets), storage_options)]
     else:
         urls = [os.fspath(t) for t in targets]
     rows = _run_tasks(
@@ -318,10 +319,10 @@ def destination(src_prefix: str, dst_prefix: str, url: str) -> str:
     return dst_prefix.rstrip("/") + rel
 
 
-def _json_url(bundle: BundleListing) -> str:
-    if bundle.url.endswith(".json"):
-        return bundle.url
-    return bundle.url.rstrip("/") + "/" + bundle.json_path.rsplit("/", 1)[-1]
+def _json_url(bundle: FoundBundle) -> str:
+    if bundle.name.endswith(".json"):
+        return bundle.name
+    return bundle.name.rstrip("/") + "/" + bundle.json_path.rsplit("/", 1)[-1]
 
 
 def _copy_chunk(chunk: list[tuple[str, str, str]], *, copy_options: dict) -> list[dict]:
@@ -389,7 +390,8 @@ def copy_all(
     d_opts = {**storage_options, **dict(dst_options or {})}
     found = discover(src_prefix, s_opts)
     pairs = [
-        (b.url, destination(os.fspath(src_prefix), dst_prefix, b.url), _json_url(b)) for b in found
+        (b.name, destination(os.fspath(src_prefix), dst_prefix, b.name), _json_url(b))
+        for b in found
     ]
     copy_options = {
         "overwrite": overwrite,

@@ -10,29 +10,24 @@ listing**, then reads only the model JSON files (concurrently, bounded).
 
 from __future__ import annotations
 
-import bisect
-import datetime as _dt
 import os
 import posixpath
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from .._util.concurrency import gather_bounded, sync_twin
-from .._util.entries import modified_time
 from .._util.options import storage_options_of
 from ..errors import ManifestError, TFJSError
 from ..format.artifacts import ModelArtifactsInfo
 from ..format.layouts import MODEL_JSON, Candidate, bundle_candidates, looks_like_model
 from ..format.manifest import ModelJSON, parse_json
 from ..format.serverlisting import ListedModel
-from ..io.location import listing_key
+from ..io.found import FoundBundle, files_below
 from ..io.resolve import resolve
 from ..io.serverlisting import server_listing
-from ..io.shardurls import is_http, resolve_shard_paths
+from ..io.shardurls import is_http
 
 __all__ = [
-    "BundleListing",
     "find_bundles",
     "list_models",
     "list_models_async",
@@ -40,76 +35,6 @@ __all__ = [
 
 #: model JSON files read at once while listing.
 DEFAULT_LIST_CONCURRENCY = 16
-
-
-@dataclass
-class BundleListing:
-    """One bundle found under a prefix, from a single recursive listing.
-
-    Attributes
-    ----------
-    url : str
-        The model's URL in the caller's form: the folder for ``model.json``,
-        else the JSON file (downloads layout).
-    json_path : str
-        Inner path of the model JSON.
-    files : dict
-        Listing entries (``name``, ``size``, ...) of every file in the same
-        folder and below, by inner path; shard sizes come from here.
-    raw : bytes or None
-        model.json bytes, once read.
-    doc : ModelJSON or None
-        Parsed model.json, once read (None if it could not be parsed).
-    error : str or None
-        Why the model JSON could not be read or parsed.
-    not_model : bool
-        Once read: the JSON file is not a TF.js model (e.g. ``package.json``),
-        so not a bundle.
-    """
-
-    url: str
-    json_path: str
-    files: dict[str, dict] = field(default_factory=dict)
-    raw: bytes | None = None
-    doc: ModelJSON | None = None
-    error: str | None = None
-    not_model: bool = False
-
-    @property
-    def entry(self) -> dict:
-        """The listing entry of the model JSON."""
-        return self.files.get(self.json_path, {})
-
-    def shard_sizes(self) -> dict[str, int]:
-        """Sizes of the listed files, by normalised inner path."""
-        return {
-            listing_key(p): int(e["size"])
-            for p, e in self.files.items()
-            if e.get("size") is not None
-        }
-
-    def info(self) -> ModelArtifactsInfo:
-        """TF.js ``ModelArtifactsInfo`` from model.json and the listed shard sizes."""
-        doc = self.doc
-        if doc is None:
-            raise ManifestError(self.error or f"{self.json_path}: not read yet")
-        sizes = self.shard_sizes()
-        data_bytes = 0
-        groups = resolve_shard_paths(doc, self.json_path, carry_query=False, strict=False)
-        for g, paths in enumerate(groups):
-            listed = [sizes.get(p) if p else None for p in paths]
-            if all(s is not None for s in listed):
-                data_bytes += sum(listed)
-            else:
-                data_bytes += doc.weights_manifest[g].expected_bytes or 0
-        return ModelArtifactsInfo.count(
-            doc.model_topology, doc.weight_specs, data_bytes, entry_time(self.entry)
-        )
-
-
-def entry_time(entry: Mapping[str, Any]) -> _dt.datetime:
-    """A listing entry's modification time (s3, gcs, local, memory), else now."""
-    return modified_time(entry) or _dt.datetime.now(_dt.UTC)
 
 
 def _external(prefix: str, base: str, path: str) -> str:
@@ -142,7 +67,7 @@ def _candidates(files: Mapping[str, dict]) -> list[Candidate]:
 
 async def find_bundles(
     fs: Any, path: str, prefix: str | None = None, *, read: bool = True
-) -> list[BundleListing]:
+) -> list[FoundBundle]:
     """Every bundle under inner *path* of *fs*, from one recursive listing.
 
     Parameters
@@ -151,7 +76,7 @@ async def find_bundles(
     path : str
         Inner path of the prefix (a folder, a model folder or a model JSON).
     prefix : str, optional
-        The prefix as the caller spelled it, for :attr:`BundleListing.url`.
+        The prefix as the caller spelled it, for :attr:`FoundBundle.name`.
     read : bool
         Read and parse each model JSON (bounded concurrency).
     """
@@ -173,12 +98,10 @@ async def find_bundles(
     for candidate in sorted(candidates, key=lambda c: _model_url_key(c.path)):
         json_path = candidate.path
         folder = posixpath.dirname(json_path)
-        # the files below folder/ are one contiguous run of the sorted names ("0" follows "/")
-        lo, hi = bisect.bisect_left(names, folder + "/"), bisect.bisect_left(names, folder + "0")
-        below = {p: files[p] for p in names[lo:hi]}
+        below = files_below(files, names, folder)
         is_model_json = posixpath.basename(json_path) == MODEL_JSON
         where = folder if is_model_json else json_path
-        out.append(BundleListing(_external(prefix, path, where), json_path, below))
+        out.append(FoundBundle(_external(prefix, path, where), json_path, below))
         if not candidate.strong:
             weak.append(out[-1])
     # weak candidates are read even when not asked: only reading tells a model
@@ -189,7 +112,7 @@ async def find_bundles(
 
 async def _listed_bundles(
     fs: Any, listed: list[ListedModel], prefix: str, path: str, read: bool
-) -> list[BundleListing]:
+) -> list[FoundBundle]:
     """Bundles from a tfjsfs server's JSON listing (its shard sizes included)."""
     # keep the caller's spelling in front of the URL (``tfjs+``, ``tfjs::``)
     head = prefix[: prefix.find(path)] if path and path in prefix else ""
@@ -202,7 +125,7 @@ async def _listed_bundles(
         }
         saved = (model["entry"].get("modelArtifactsInfo") or {}).get("dateSaved")
         files[model["modelUrl"]] = {"name": model["modelUrl"], "type": "file", "mtime": saved}
-        out.append(BundleListing(head + model["url"], model["modelUrl"], files))
+        out.append(FoundBundle(head + model["url"], model["modelUrl"], files))
     if read:
         await gather_bounded((_read(fs, b) for b in out), DEFAULT_LIST_CONCURRENCY)
     return [b for b in out if not b.not_model]
@@ -215,7 +138,7 @@ def _model_url_key(json_path: str) -> str:
     return json_path
 
 
-async def _read(fs: Any, bundle: BundleListing) -> None:
+async def _read(fs: Any, bundle: FoundBundle) -> None:
     """Read and parse the model JSON; a JSON file that is no model is marked so.
 
     A file named ``model.json`` is always taken for a model (a broken one is
@@ -224,6 +147,7 @@ async def _read(fs: Any, bundle: BundleListing) -> None:
     named = posixpath.basename(bundle.json_path) == MODEL_JSON
     try:
         bundle.raw = bytes(await fs._cat_file(bundle.json_path))
+        bundle.json_size = len(bundle.raw)
         if not named and not looks_like_model(parse_json(bundle.raw, bundle.json_path)):
             bundle.not_model = True
             return
@@ -260,7 +184,7 @@ async def list_models_async(
             if on_error == "raise":
                 raise ManifestError(bundle.error)
             continue
-        out[bundle.url] = bundle.info()
+        out[bundle.name] = bundle.info
     return out
 
 

@@ -21,10 +21,10 @@ from ..format.artifacts import ModelArtifactsInfo
 from ..format.manifest import ModelJSON
 from ..io.bundle import read_json_bytes
 from ..io.fetch import locate_model_json
-from ..io.location import folder_of, listing_key, locate_shard, store_kind
+from ..io.found import FoundBundle, list_folder
+from ..io.location import folder_of, locate_shard, store_kind
 from ..io.resolve import resolve
 from ..io.writer import DEFAULT_WRITE_CONCURRENCY, is_local
-from .discovery import BundleListing
 
 __all__ = [
     "bundle_files",
@@ -62,12 +62,7 @@ async def _remove(
     fs, path = resolve(url, **storage_options)
     json_path, shards, doc = await bundle_files(fs, path)
     folder = posixpath.dirname(json_path)
-    try:
-        entries = await fs._ls(folder, detail=True)
-    except (NotImplementedError, OSError):
-        entries = []
-    listing = {listing_key(e["name"]): e for e in entries}
-    info = BundleListing(os.fspath(url), json_path, listing, doc=doc).info()
+    info = FoundBundle(os.fspath(url), json_path, await list_folder(fs, json_path), doc=doc).info
     files = [json_path, *shards]
     if dry_run:
         return info, files

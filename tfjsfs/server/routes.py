@@ -53,11 +53,11 @@ from aiohttp import hdrs, web
 from ..errors import BundleExistsError, ModelNotFoundError, UnsafePathError
 from ..format.layout_view import describe_layout
 from ..format.serverlisting import LISTING_HEADER, LISTING_REL, LISTING_VERSION
+from ..io.found import FoundBundle
 from .access import server_origin
 from .middleware import json_error, public
 from .modelstore import (
     MODEL_JSON,
-    BundleSummary,
     ModelStore,
     OpenedFile,
     check_name,
@@ -123,7 +123,7 @@ def _wants_html(request: web.Request) -> bool:
     return "text/html" in request.headers.get(hdrs.ACCEPT, "")
 
 
-def _entry(request: web.Request, s: BundleSummary) -> dict[str, Any]:
+def _entry(request: web.Request, s: FoundBundle) -> dict[str, Any]:
     doc = s.doc
     out: dict[str, Any] = {
         "name": s.name,
@@ -154,7 +154,7 @@ def _entry(request: web.Request, s: BundleSummary) -> dict[str, Any]:
     return out
 
 
-def _description(request: web.Request, s: BundleSummary) -> dict[str, Any]:
+def _description(request: web.Request, s: FoundBundle) -> dict[str, Any]:
     out = _entry(request, s)
     doc = s.doc
     out["topology"] = topology_summary(doc) if doc else {"kind": "unknown"}

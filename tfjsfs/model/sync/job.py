@@ -75,7 +75,7 @@ async def _deletions(ctx: Context, dst: str, droot: str, names: set[str], d_opts
         result = ModelSync(name, DELETED, "", b.json_path, removed=[b.json_path])
         if not ctx.opts.dry_run:
             try:
-                await remove_model_async(b.url, storage_options=d_opts)
+                await remove_model_async(b.name, storage_options=d_opts)
             except (TFJSError, OSError) as exc:
                 result.action, result.error = ERROR, f"cannot delete: {exc}"
         results.append(result)
