@@ -49,7 +49,8 @@ from ..format.manifest import ModelJSON, WeightIndex, parse_json
 from ..format.rules import ERROR, WARNING, Findings, check_model_json
 from ..io.bundle import Bundle, read_json_bytes
 from ..io.fetch import locate_model_json
-from ..io.location import listing_key, locate_shard
+from ..io.found import list_folder
+from ..io.location import locate_shard
 from ..io.resolve import resolve
 from ..io.shardurls import resolve_shard_paths
 
@@ -161,12 +162,7 @@ async def _sizes(
         if listed and path in listed:
             sizes[path] = listed[path]
     if len(sizes) < len(wanted) and listed is None:
-        try:
-            entries = await fs._ls(bundle.folder, detail=True)
-        except (FileNotFoundError, NotImplementedError, NotADirectoryError, OSError):
-            entries = []
-        for e in entries:
-            name = listing_key(e["name"])
+        for name, e in (await list_folder(fs, bundle.json_path)).items():
             if name in wanted and e.get("type") == "file" and e.get("size") is not None:
                 sizes[name] = int(e["size"])
 
