@@ -8,7 +8,7 @@ from typing import Any
 
 from .._util.concurrency import run_sync
 from ..format.manifest import ModelJSON
-from ..format.summary import summarize
+from ..format.summary import summarize, weight_dtypes
 from ..io.bundle import read_json_bytes
 from ..io.fetch import locate_model_json
 from ..io.found import FoundBundle, list_folder
@@ -56,14 +56,15 @@ def cmd_ls(args: argparse.Namespace) -> int:
         if b.doc is not None:
             info = b.info
             specs = b.doc.weight_specs
+            dtypes, quantized = weight_dtypes(specs)
             rec.update(
                 format=b.doc.format,
                 generatedBy=b.doc.generated_by,
                 weights=len(specs),
                 shards=sum(len(g.paths) for g in b.doc.weights_manifest),
                 bytes=info.weight_data_bytes,
-                dtypes=sorted({s.dtype for s in specs}),
-                quantization=sorted({s.quantization.dtype for s in specs if s.quantization}),
+                dtypes=dtypes,
+                quantization=quantized,
                 **info.to_json(),
             )
         records.append(rec)
@@ -121,7 +122,7 @@ def cmd_info(args: argparse.Namespace) -> int:
             f"{t.name} {_shape(t.shape)}" + (f" {t.dtype}" if t.dtype else "") for t in tensors
         )
         print(f"{label:<14}{text or '-'}")
-    quant = sorted({s.quantization.dtype for s in summary.weights if s.quantization})
+    quant = weight_dtypes(summary.weights)[1]
     print(
         f"weights       {len(summary.weights)} ({summary.parameters:,} values, "
         f"{human_size(info.weight_data_bytes)}) in {summary.groups} group(s), "

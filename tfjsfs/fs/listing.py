@@ -70,6 +70,7 @@ from ..errors import (
 )
 from ..format.layouts import MODEL_JSON, bundle_candidates
 from ..format.serverlisting import ListedModel
+from ..format.summary import weight_dtypes
 from ..io.bundle import Bundle
 from ..io.serverlisting import server_listing
 from .catalog import LISTING_BATCH, accepts
@@ -86,6 +87,7 @@ def summary(cached: Bundle) -> dict[str, Any]:
     """The ``tfjs`` entry of a model folder."""
     doc = cached.doc
     specs = doc.weight_specs
+    dtypes, quantized = weight_dtypes(specs)
     expected = cached.group_bytes()
     sizes = cached.sizes
     if None not in expected:
@@ -103,8 +105,8 @@ def summary(cached: Bundle) -> dict[str, Any]:
         "weights": len(specs),
         "shards": sum(len(p) for p in cached.shard_paths),
         "weight_bytes": weight_bytes,
-        "dtypes": sorted({s.dtype for s in specs}),
-        "quantized": sorted({s.quantization.dtype for s in specs if s.quantization}),
+        "dtypes": dtypes,
+        "quantized": quantized,
     }
 
 

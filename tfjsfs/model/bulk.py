@@ -32,6 +32,7 @@ from .._util.concurrency import gather_bounded
 from .._util.options import storage_options_of
 from ..errors import TFJSError
 from ..format.manifest import ModelJSON
+from ..format.summary import weight_dtypes
 from ..io.bundle import read_json_bytes
 from ..io.found import FoundBundle
 from ..io.resolve import resolve
@@ -139,8 +140,8 @@ def _summary(url: str, doc: ModelJSON | None, sizes: Mapping[str, int], json_pat
         return row
     specs = doc.weight_specs
     row.update(format=doc.format, generatedBy=doc.generated_by, weights=len(specs))
-    row["dtypes"] = ",".join(sorted({s.dtype for s in specs}))
-    row["quantization"] = ",".join(sorted({s.quantization.dtype for s in specs if s.quantization}))
+    dtypes, quantized = weight_dtypes(specs)
+    row.update(dtypes=",".join(dtypes), quantization=",".join(quantized))
     paths = [p for g in doc.weights_manifest for p in g.paths]
     row["shards"] = len(paths)
     located = resolve_shard_paths(doc, json_path, carry_query=False, strict=False)

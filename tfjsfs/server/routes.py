@@ -53,6 +53,7 @@ from aiohttp import hdrs, web
 from ..errors import BundleExistsError, ModelNotFoundError, UnsafePathError
 from ..format.layout_view import describe_layout
 from ..format.serverlisting import LISTING_HEADER, LISTING_REL, LISTING_VERSION
+from ..format.summary import weight_dtypes
 from ..io.found import FoundBundle
 from .access import server_origin
 from .middleware import json_error, public
@@ -125,6 +126,7 @@ def _wants_html(request: web.Request) -> bool:
 
 def _entry(request: web.Request, s: FoundBundle) -> dict[str, Any]:
     doc = s.doc
+    dtypes, quantized = weight_dtypes(doc.weight_specs if doc else ())
     out: dict[str, Any] = {
         "name": s.name,
         "url": _model_url(request, s.name),
@@ -133,10 +135,8 @@ def _entry(request: web.Request, s: FoundBundle) -> dict[str, Any]:
         "generatedBy": doc.generated_by if doc else None,
         "convertedBy": doc.converted_by if doc else None,
         "weightCount": s.weight_count,
-        "dtypes": sorted({w.dtype for w in doc.weight_specs}) if doc else [],
-        "quantized": sorted(
-            {w.quantization.dtype for w in doc.weight_specs if w.quantization} if doc else ()
-        ),
+        "dtypes": dtypes,
+        "quantized": quantized,
         "weightBytes": s.weight_bytes,
         "size": s.size,
         "fileCount": 1 + len(s.shard_sizes),
