@@ -27,6 +27,21 @@ def rss():
     return _status()["VmRSS"]
 
 
+def reset_peak():
+    """Reset this process's peak RSS mark (``VmHWM``); the RSS now, in bytes.
+
+    Raises OSError where ``/proc/self/clear_refs`` is not writable.
+    """
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    return rss()
+
+
+def peak():
+    """This process's peak RSS in bytes since the last :func:`reset_peak`."""
+    return _status()["VmHWM"]
+
+
 class PeakRSS:
     """Context manager measuring the peak extra RSS of the code it wraps.
 
@@ -50,11 +65,10 @@ class PeakRSS:
 
     def __enter__(self):
         try:
-            with open("/proc/self/clear_refs", "w") as f:
-                f.write("5")
+            self.baseline = reset_peak()
         except OSError:
             self.method = "sampled VmRSS"
-        self.baseline = rss()
+            self.baseline = rss()
         if self.method != "VmHWM":
             self._peak = self.baseline
             self._stop = threading.Event()
@@ -68,10 +82,10 @@ class PeakRSS:
 
     def __exit__(self, *exc):
         if self.method == "VmHWM":
-            peak = _status()["VmHWM"]
+            top = peak()
         else:
             self._stop.set()
             self._thread.join()
-            peak = max(self._peak, rss())
-        self.peak_extra = max(0, peak - self.baseline)
+            top = max(self._peak, rss())
+        self.peak_extra = max(0, top - self.baseline)
         return False

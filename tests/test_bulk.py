@@ -11,6 +11,8 @@ from pathlib import Path
 import fsspec
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from manage_support import TOPOLOGY
 
 import tfjsfs
@@ -248,3 +250,12 @@ def test_cli_scan_and_recursive_copy_on_a_scheduler(cluster, s3_models, tmp_path
     assert f"{len(facts0)} of {len(facts0) + len(broken0)} model(s) copied" in out.stderr
     copied = {str(p.parent.relative_to(dst)) for p in Path(dst).rglob("model.json")}
     assert copied == facts0
+
+
+@given(st.integers(0, 2000), st.integers(1, 64))
+def test_tasks_hold_every_item_once_and_at_most_max_task_items(count, parts):
+    items = list(range(count))
+    chunks = bulk._chunks(items, parts)
+    assert sorted(i for c in chunks for i in c) == items
+    assert all(0 < len(c) <= bulk.MAX_TASK_ITEMS for c in chunks)
+    assert len(chunks) == (0 if count == 0 else max(min(count, parts), -(-count // 32)))

@@ -18,6 +18,7 @@ from pathlib import Path
 import fsspec
 import numpy as np
 import pytest
+from fsspec.callbacks import Callback
 from manage_support import (
     GROUPS,
     TOPOLOGY,
@@ -352,6 +353,62 @@ def test_cli_sync_plan_summary_and_json(tmp_path, capsys):
     assert [m["name"] for m in report["models"]] == ["m00", "m01", "m02"]
 
 
+class Recorder(Callback):
+    """Records sizes and updates; ``branched`` hands out one child per model."""
+
+    def __init__(self):
+        super().__init__()
+        self.children: dict[str, Recorder] = {}
+        self.closed = False
+        self.sizes: list[int] = []
+
+    def set_size(self, size):
+        super().set_size(size)
+        self.sizes.append(size)
+
+    def branched(self, path_1, path_2, **kwargs):
+        child = Recorder()
+        self.children[kwargs["name"]] = child
+        return child
+
+    def close(self):
+        self.closed = True
+
+
+def test_progress_per_model_and_overall(tmp_path):
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    files = sample_files(3)
+    write_local(src, {k: v for k, v in files.items() if k.startswith("m01/")})
+    tfjsfs.sync_models(str(src), str(dst))  # m01 is then unchanged: no bar, no bytes
+    write_local(src, {k: v for k, v in files.items() if not k.startswith("m01/")})
+    whole = Recorder()
+    report = tfjsfs.sync_models(str(src), str(dst), callback=whole)
+    sent = {m.name: m.bytes_sent for m in report.models}
+    assert sent["m01"] == 0 and sent["m00"] > 0 and sent["m02"] > 0
+    assert sorted(whole.children) == ["m00", "m02"]
+    for name, child in whole.children.items():
+        assert (child.size, child.value, child.closed) == (sent[name], sent[name], True)
+    assert whole.size == whole.value == sent["m00"] + sent["m02"]
+    # the total grows as models are planned (each is sent once planned)
+    assert whole.sizes == [sent["m00"], sent["m00"] + sent["m02"]]
+
+
+def test_cli_sync_draws_a_bar_per_model(tmp_path):
+    pytest.importorskip("tqdm")
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    write_local(src, sample_files(3))
+    run = subprocess.run(
+        [sys.executable, "-m", "tfjsfs", "sync", "--progress", str(src), str(dst)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    labels = set(re.findall(r"(m0\d|sync):\s+\d+%", run.stderr))
+    assert labels == {"m00", "m01", "m02", "sync"}, run.stderr
+    assert "3 new, 0 changed (3.3 KiB sent)" in run.stdout
+
+
 def test_a_broken_source_model_is_reported_and_never_half_written(tmp_path):
     src, dst = tmp_path / "src", tmp_path / "dst"
     write_local(src, sample_files(3))
@@ -373,6 +430,20 @@ def test_a_broken_source_model_is_reported_and_never_half_written(tmp_path):
     assert main(["sync", "-q", str(src), str(dst)]) == 1
     with pytest.raises(ShardMissingError):
         tfjsfs.load_weights(str(src / "m01"))
+
+
+def test_a_model_json_over_the_cap_is_refused_like_a_load_refuses_it(tmp_path):
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    write_local(src, sample_files(2))
+    path = src / "m01" / "model.json"
+    text = path.read_bytes()
+    path.write_bytes(text + b" " * ((64 << 20) + 1 - len(text)))  # still valid JSON
+    report = tfjsfs.sync_models(str(src), str(dst))
+    by_name = {m.name: m for m in report.models}
+    assert (by_name["m00"].action, by_name["m01"].action) == ("new", "error")
+    assert "model.json holds more than 67108864 bytes" in by_name["m01"].error
+    assert not (dst / "m01").exists()
+    same_models(str(src), str(dst), ["m00"])
 
 
 def test_sync_record_names_the_source_state(tmp_path):

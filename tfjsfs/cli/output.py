@@ -34,11 +34,15 @@ def show_progress(args: argparse.Namespace) -> bool:
     return bool(args.progress) or sys.stderr.isatty()
 
 
-def progress(args: argparse.Namespace, desc: str, unit: str = "B") -> Any:
-    """A tqdm progress callback on stderr, or a silent one when not wanted."""
+def progress(args: argparse.Namespace, desc: str, unit: str = "B", *, parts: bool = False) -> Any:
+    """A tqdm progress callback on stderr, or a silent one when not wanted.
+
+    With *parts*, each part of the job (a model of a sync) gets its own bar too.
+    """
     if not show_progress(args):
         return NoOpCallback()
-    return tqdm_callback(desc, unit, leave=True, file=sys.stderr) or NoOpCallback()
+    bar = tqdm_callback(desc, unit, leave=True, file=sys.stderr, parts=parts)
+    return bar or NoOpCallback()
 
 
 def close(callback: Any) -> None:

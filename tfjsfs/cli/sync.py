@@ -88,7 +88,10 @@ def _print(report: SyncReport) -> None:
 
 def cmd_sync(args: argparse.Namespace) -> int:
     """``tfjsfs sync SRC DST``; exit status 1 when any model failed."""
-    callback = progress(args, "sync", unit="model" if args.scheduler else "B")
+    if args.scheduler:  # models finish on workers: one bar, in models
+        callback = progress(args, "sync", unit="model")
+    else:  # bytes: one bar for the run and one per model in flight
+        callback = progress(args, "sync", parts=True)
     try:
         report = sync_models(
             args.src,

@@ -83,8 +83,14 @@ def _client(client: Any) -> Iterator[Any]:
         yield made
 
 
+#: Most items (models) in one task: what a worker holds at once does not grow
+#: with the size of the job, and progress advances in small steps.
+MAX_TASK_ITEMS = 32
+
+
 def _chunks(items: Sequence[Any], parts: int) -> list[list[Any]]:
-    parts = max(1, min(len(items), parts))
+    """*items* in at least *parts* tasks of at most :data:`MAX_TASK_ITEMS` each."""
+    parts = max(1, min(len(items), max(parts, -(-len(items) // MAX_TASK_ITEMS))))
     return [list(items[i::parts]) for i in range(parts)] if items else []
 
 

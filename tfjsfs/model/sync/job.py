@@ -152,15 +152,28 @@ async def sync_models_async(
 
 
 async def run_items(ctx: Context, items: Sequence[Item]) -> list[ModelSync]:
-    """Plan every model, then send and publish the changed ones, then sweep."""
-    limit = DEFAULT_MODEL_CONCURRENCY
-    plans = await gather_bounded((_plan_safely(ctx, i) for i in items), limit)
-    todo = [p for p in plans if p.result.action in (NEW, CHANGED)]
-    ctx.callback.set_size(sum(p.result.bytes_sent for p in todo))
-    results = await gather_bounded((_apply_safely(ctx, p) for p in plans), limit)
+    """Plan each model and send it if it changed, a few models at once; then sweep.
+
+    A model is sent as soon as it is planned and its JSON dropped once it is
+    published, so what a run holds does not grow with the number of models
+    (the overall progress total grows as models are planned).
+    """
+    done = await gather_bounded(
+        (_plan_and_apply(ctx, i) for i in items), DEFAULT_MODEL_CONCURRENCY
+    )
     if not ctx.opts.dry_run:
-        await sweep(ctx, [p for p, r in zip(plans, results, strict=True) if r is p.result])
-    return results
+        await sweep(ctx, [plan for plan, result in done if result is plan.result])
+    return [result for _, result in done]
+
+
+async def _plan_and_apply(ctx: Context, item: Item) -> tuple[Plan, ModelSync]:
+    plan = await _plan_safely(ctx, item)
+    if plan.result.action in (NEW, CHANGED):
+        ctx.planned_bytes += plan.result.bytes_sent
+        ctx.callback.set_size(ctx.planned_bytes)
+    result = await _apply_safely(ctx, plan)
+    plan.release()
+    return plan, result
 
 
 async def _plan_safely(ctx: Context, item: Item) -> Plan:

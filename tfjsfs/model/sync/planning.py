@@ -112,7 +112,7 @@ async def plan_model(ctx: Context, item: Item) -> Plan:
     plan = Plan(item, result)
     rec = None
     if item.dst_json in item.dst_files:
-        plan.live_raw = await ctx.read("dst", item.dst_json)
+        plan.live_raw = await ctx.read_json("dst", item.dst_json)
         result.action = CHANGED
         try:
             live = ModelJSON.parse(plan.live_raw, item.dst_json, require_topology=False)
@@ -127,7 +127,7 @@ async def plan_model(ctx: Context, item: Item) -> Plan:
             result.shards = result.kept = len(rec["shards"])
             plan.stale = stale_files(plan, plan.live_paths)  # a sweep an interrupted run missed
             return plan
-    plan.raw = await ctx.read("src", item.src_json)
+    plan.raw = await ctx.read_json("src", item.src_json)
     plan.doc = doc = ModelJSON.parse(plan.raw, item.src_json)
     if ctx.opts.rewrite:
         return await _plan_rewrite(ctx, plan)

@@ -10,6 +10,7 @@ from fsspec.callbacks import Callback
 
 from ..._util.retry import RetryPolicy, with_retries
 from ...format.manifest import ModelJSON
+from ...io.bundle import read_json_bytes
 from ...io.transfer import digest
 from ...io.writer import DEFAULT_WRITE_CONCURRENCY
 from .report import ModelSync
@@ -67,6 +68,13 @@ class Plan:
     sources: dict[str, dict] = field(default_factory=dict)
     replaced: list[str] = field(default_factory=list)
 
+    def release(self) -> None:
+        """Drop what only planning and sending needed (JSON bytes, parsed
+        manifest, listings), keeping the result and the files to sweep."""
+        self.doc, self.raw, self.live_raw = None, b"", None
+        self.moves, self.groups, self.sources = [], [], {}
+        self.item = Item(self.item.name, self.item.src_json, self.item.dst_json, {}, {})
+
 
 class Context:
     """Both filesystems and the options; one per process (rebuilt on Dask workers)."""
@@ -75,14 +83,26 @@ class Context:
         self.sfs, self.dfs, self.opts, self.callback = sfs, dfs, opts, callback
         self.policy = RetryPolicy()
         self.hashes: dict[tuple[str, str], str] = {}
+        #: bytes to send in the models planned so far (the progress total).
+        self.planned_bytes = 0
 
-    async def read(self, side: str, path: str) -> bytes:
-        fs = self.sfs if side == "src" else self.dfs
+    def fs(self, side: str) -> Any:
+        return self.sfs if side == "src" else self.dfs
+
+    async def read(self, side: str, path: str, size: int | None = None) -> bytes:
+        """A file's bytes, with retries; at most ``size + 1`` when *size* is given
+        (a file that grew since it was listed is caught without reading it all)."""
+        fs = self.fs(side)
+        end = None if size is None else size + 1
 
         async def attempt(_: int) -> bytes:
-            return bytes(await fs._cat_file(path))
+            return bytes(await fs._cat_file(path, start=0 if end else None, end=end))
 
         return await with_retries(attempt, self.policy, path, timeout=self.policy.timeout)
+
+    async def read_json(self, side: str, path: str) -> bytes:
+        """A model JSON's bytes, within the model.json size cap (as every load reads it)."""
+        return await read_json_bytes(self.fs(side), path, policy=self.policy)
 
     async def content_hash(self, side: str, path: str) -> str:
         key = (side, path)

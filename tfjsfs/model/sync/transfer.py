@@ -7,7 +7,10 @@ import posixpath
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
+from fsspec.callbacks import Callback
+
 from ..._util.concurrency import gather_bounded
+from ..._util.progress import part_progress
 from ...errors import TransferError, WeightDataError
 from ...format.layouts import MODEL_JSON
 from ...format.manifest import ModelJSON
@@ -20,8 +23,8 @@ from .state import Context, Move, Plan
 __all__ = ["apply_plan", "stale_files", "sweep"]
 
 
-async def _send(ctx: Context, plan: Plan, move: Move) -> None:
-    data = await ctx.read("src", move.src)
+async def _send(ctx: Context, plan: Plan, move: Move, progress: Callback) -> None:
+    data = await ctx.read("src", move.src, move.size)
     if len(data) != move.size:
         raise WeightDataError(
             f"{plan.item.src_json}: weight shard {move.src} changed while syncing: "
@@ -34,13 +37,13 @@ async def _send(ctx: Context, plan: Plan, move: Move) -> None:
     await _in_folder(ctx.dfs, path, lambda: ctx.dfs._pipe_file(path, data))
     move.record["hash"] = content
     if ctx.opts.verify:
-        back = await ctx.read("dst", path)
+        back = await ctx.read("dst", path, move.size)
         if len(back) != move.size or digest(back).hex() != content:
             raise TransferError(
                 f"{path}: wrote {move.size} bytes of {move.src}, read back {len(back)} "
                 "bytes that differ"
             )
-    ctx.callback.relative_update(move.size)
+    progress.relative_update(move.size)
 
 
 async def _in_folder(fs: Any, path: str, write: Callable[[], Awaitable[Any]]) -> None:
@@ -57,13 +60,21 @@ async def _in_folder(fs: Any, path: str, write: Callable[[], Awaitable[Any]]) ->
 
 
 async def apply_plan(ctx: Context, plan: Plan) -> None:
-    """Send a planned model's shards, publish its model.json, note what it replaced."""
+    """Send a planned model's shards, publish its model.json, note what it replaced.
+
+    Progress: the model's bytes go to ``ctx.callback.branched(src, dst)``
+    (one bar per model where the callback draws them) and to the whole run's.
+    """
     item = plan.item
-    if ctx.opts.rewrite:
-        await _apply_rewrite(ctx, plan)
-        return
+    with part_progress(
+        ctx.callback, item.src_json, item.dst_json, plan.result.bytes_sent, item.name
+    ) as progress:
+        if ctx.opts.rewrite:
+            await _apply_rewrite(ctx, plan, progress)
+            return
+        sends = (_send(ctx, plan, m, progress) for m in plan.moves if m.send)
+        await gather_bounded(sends, ctx.opts.concurrency)
     dfs = ctx.dfs
-    await gather_bounded((_send(ctx, plan, m) for m in plan.moves if m.send), ctx.opts.concurrency)
     plan.stale = stale_files(plan, {m.dst_rel for m in plan.moves})
     dfolder = posixpath.dirname(item.dst_json)
     plan.replaced = [relative(dfolder, p) for p in plan.stale]
@@ -73,7 +84,7 @@ async def apply_plan(ctx: Context, plan: Plan) -> None:
         dfs, item.dst_json, lambda: publish(dfs, item.dst_json, raw, overwrite=overwrite)
     )
     if ctx.opts.verify:
-        back = await ctx.read("dst", item.dst_json)
+        back = await ctx.read("dst", item.dst_json, len(raw))
         if back != raw:
             raise TransferError(
                 f"{item.dst_json} read back as {len(back)} bytes that differ from the "
@@ -102,7 +113,7 @@ def stale_files(plan: Plan, keep: set[str]) -> list[str]:
     return sorted(posixpath.join(dfolder, rel) for rel in stale & present)
 
 
-async def _apply_rewrite(ctx: Context, plan: Plan) -> None:
+async def _apply_rewrite(ctx: Context, plan: Plan, progress: Callback) -> None:
     """Re-shard or re-quantize the whole model on the way (:func:`copy_bundle`)."""
     item, rewrite = plan.item, ctx.opts.rewrite
     source = await open_source(ctx.sfs, item.src_json, policy=ctx.policy)
@@ -122,7 +133,7 @@ async def _apply_rewrite(ctx: Context, plan: Plan) -> None:
         quantize=rewrite["quantize"],
         verify=ctx.opts.verify,
         concurrency=ctx.opts.concurrency,
-        callback=ctx.callback,
+        callback=progress,
         annotate=annotate,
     )
     plan.result.sent = len(outcome.files) - 1
