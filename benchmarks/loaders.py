@@ -259,6 +259,19 @@ def tfjsfs_prepare(ctx, attr="load_weights"):
     return tfjsfs
 
 
+def tfjsfs_parse(ctx):
+    """model.json read, parsed and validated into the columns a whole load uses."""
+    from tfjsfs.format.columns import parse_model_json, plain_layout
+
+    path = os.path.join(ctx["path"], "model.json")
+    with open(path, "rb") as f:
+        doc = parse_model_json(f.read(), path)
+    layout = plain_layout(doc.get("weightsManifest"))
+    if layout is None:
+        raise ValueError(f"{path}: not a plain manifest")
+    return layout
+
+
 def tfjsfs_load(ctx):
     """``tfjsfs.load_weights(url, **options)``."""
     import tfjsfs
@@ -285,6 +298,7 @@ LOADERS = {
     "sequential-fsspec": (sequential_fsspec, fsspec_prepare),
     "cat-fsspec": (cat_fsspec, fsspec_prepare),
     "tfjsfs": (tfjsfs_load, tfjsfs_prepare),
+    "tfjsfs-parse": (tfjsfs_parse, tfjsfs_prepare),
     "tfjsfs-tensor": (tfjsfs_tensor, lambda ctx: tfjsfs_prepare(ctx, "open_model")),
 }
 """Loader id -> (load function, prepare function run once before timing or None)."""

@@ -181,7 +181,7 @@ def scenario_table(sc):
     out = []
     for r in rows:
         a = r.get("anchor") or {}
-        if r["loader"] == "parse-json":
+        if r["loader"] in ("parse-json", "tfjsfs-parse"):
             out.append(
                 [
                     r["label"],

@@ -13,7 +13,9 @@ Scenarios (``--only`` takes any of them; ``wan`` means both links):
     page cache warm; models ``big`` and ``small``. Limit: ``readinto`` every shard into
     one preallocated buffer. The converter's ``read_weights`` (tensorflowjs 4.22.0,
     imported without TensorFlow). ``tfjsfs.load_weights(path)``. Also: parsing
-    model.json alone (stdlib ``json``).
+    model.json alone (stdlib ``json``), and tfjsfs reading model.json into the
+    columns a whole load uses (``parse_model_json`` + ``plain_layout``: orjson when
+    installed, every rule checked).
 ``http``
     nginx on 127.0.0.1 (``sendfile on``; aiohttp's static handler if nginx is missing,
     said in the output; ``tcp_nopush off``, which otherwise stalled small range replies
@@ -144,6 +146,10 @@ REPEATS = {  # full run, quick run
     "gcs": (3, 2),
     "one-tensor": (7, 3),
 }
+
+
+#: Loaders that only read model.json: timed in ms, no throughput or peak ratio.
+PARSE_LOADERS = ("parse-json", "tfjsfs-parse")
 
 
 def tfjsfs_target(backend, where):
@@ -277,7 +283,7 @@ class Bench:
 
     def worker(self, loader, meta, ctx, repeats, prefix=(), tensor=None, timeout=600):
         spec = self._spec(meta, repeats, tensor)
-        spec.update({"loader": loader, "ctx": ctx, "parse_only": loader == "parse-json"})
+        spec.update({"loader": loader, "ctx": ctx, "parse_only": loader in PARSE_LOADERS})
         return self._run(
             [*prefix, sys.executable, os.path.join(HERE, "worker.py"), json.dumps(spec)], timeout
         )
@@ -312,9 +318,9 @@ class Bench:
                 memory_method=raw.get("memory_method"),
                 warmup_times=raw.get("warmup_times"),
             )
-            if loader != "parse-json" and scenario != "one-tensor":
+            if loader not in PARSE_LOADERS and scenario != "one-tensor":
                 row["mb_s"] = meta["nbytes"] / 1e6 / med
-            if peak is not None and loader != "parse-json":
+            if peak is not None and loader not in PARSE_LOADERS:
                 row["peak_ratio"] = peak / meta["nbytes"]
         a = anchors.anchor(scenario, meta["spec"]["name"], loader)
         if a and not self.quick:
@@ -386,6 +392,13 @@ class Bench:
                     "parse-json",
                     "parsing model.json alone (stdlib json)",
                     self.worker("parse-json", meta, ctx, n),
+                ),
+                self.row(
+                    "local",
+                    meta,
+                    "tfjsfs-parse",
+                    "tfjsfs: model.json read, parsed and validated into its columns",
+                    self.worker("tfjsfs-parse", meta, ctx, n),
                 ),
                 self.row(
                     "local",

@@ -429,8 +429,8 @@ def test_fast_manifest_path_agrees_with_the_validating_one(tmp_path):
 
 
 def test_loads_without_orjson(tmp_path, monkeypatch):
-    import tfjsfs.io.bundle
+    import tfjsfs.format.columns
 
     expected = save(tmp_path, shard_size=3000)
-    monkeypatch.setattr(tfjsfs.io.bundle, "orjson", None)
+    monkeypatch.setattr(tfjsfs.format.columns, "orjson", None)
     assert_same(tfjsfs.load_weights(tmp_path / "m"), expected)

@@ -38,6 +38,7 @@ __all__ = [
     "WeightSpec",
     "dumps_compact",
     "parse_json",
+    "short_group_error",
 ]
 
 
@@ -129,6 +130,18 @@ def _bounded_int(text: str) -> int:
     return int(text)
 
 
+#: Every ASCII digit to ``0``, every other byte to a space: a run of
+#: ``MAX_INT_DIGITS + 1`` zeros in the translated text is the only way an
+#: integer can be too long for :func:`_bounded_int`.
+_DIGITS = bytes(48 if 48 <= b <= 57 else 32 for b in range(256))
+_LONG_RUN = b"0" * (MAX_INT_DIGITS + 1)
+
+
+def _may_hold_long_integers(data: bytes) -> bool:
+    """Whether *data* holds a run of digits too long for any accepted integer."""
+    return _LONG_RUN in data.translate(_DIGITS)
+
+
 def parse_json(data: bytes | str, source: str) -> Any:
     """Parse JSON text, raising :class:`ManifestError` that names *source*.
 
@@ -136,8 +149,11 @@ def parse_json(data: bytes | str, source: str) -> Any:
     cannot follow are refused, saying where.
     """
     try:
-        if isinstance(data, (bytes, bytearray, memoryview)):
-            data = bytes(data).decode("utf-8")
+        raw = bytes(data) if not isinstance(data, str) else data.encode("utf-8", "surrogatepass")
+        if not isinstance(data, str):
+            data = raw.decode("utf-8")
+        if not _may_hold_long_integers(raw):  # no Python call per integer needed
+            return json.loads(data)
         return json.loads(data, parse_int=_bounded_int)
     except _LongInteger:
         found = re.search(rf"-?\d{{{MAX_INT_DIGITS + 1},}}", data)
@@ -527,24 +543,20 @@ class WeightIndex:
                 return
             end = offset + nbytes
             if end > total:
-                raise self._short_group_error(g, group, spec, offset, end, total)
+                raise short_group_error(
+                    self.source,
+                    g,
+                    spec.name,
+                    (offset, end),
+                    group.expected_bytes,
+                    group.paths,
+                    self.shard_sizes[g],
+                )
             segments = _segments(bounds, offset, end)
             self.locations[spec.name] = WeightLocation(spec, g, offset, end, segments)
             offset = end
         if total > offset:
             self.trailing.append((g, total - offset))
-
-    def _short_group_error(self, g, group, spec, start, end, total) -> WeightDataError:
-        expected = group.expected_bytes
-        shards = ", ".join(
-            f"{p} ({s} bytes)" for p, s in zip(group.paths, self.shard_sizes[g], strict=True)
-        )
-        need = f"expected {expected} bytes" if expected is not None else ""
-        return WeightDataError(
-            f"{self.source}: weight {spec.name!r} needs bytes {start}..{end} of "
-            f"group {g + 1} but its shards hold only {total} bytes "
-            f"({need + ', ' if need else ''}short by {end - total}; shards: {shards})"
-        )
 
     def __getitem__(self, name: str) -> WeightLocation:
         try:
@@ -565,6 +577,27 @@ class WeightIndex:
                 f"after its last weight (last shard {last})"
             )
         return out
+
+
+def short_group_error(
+    source: str,
+    g: int,
+    name: str,
+    span: tuple[int, int],
+    expected: int | None,
+    paths: Sequence[str],
+    sizes: Sequence[int],
+) -> WeightDataError:
+    """Group *g*'s shards (*paths*, of *sizes* bytes) end before weight *name*'s
+    bytes ``span`` do: the error naming the weight, the counts and every shard."""
+    start, end = span
+    total = sum(sizes)
+    shards = ", ".join(f"{p} ({s} bytes)" for p, s in zip(paths, sizes, strict=True))
+    need = f"expected {expected} bytes, " if expected is not None else ""
+    return WeightDataError(
+        f"{source}: weight {name!r} needs bytes {start}..{end} of group {g + 1} but its "
+        f"shards hold only {total} bytes ({need}short by {end - total}; shards: {shards})"
+    )
 
 
 def _segments(bounds: list[int], start: int, end: int) -> tuple[tuple[int, int, int], ...]:

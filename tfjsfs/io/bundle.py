@@ -7,10 +7,12 @@
   over HTTP they are derived from the manifest when the converter's blind
   4 MiB cuts explain the group's byte count (every reply is checked against
   them, and a mismatch falls back to ``HEAD``), otherwise from ``HEAD``.
-* :func:`fast_layout` places every weight of a plain manifest (no strings, no
-  quantization) in one quick pass, so that loading a model of tens of
-  thousands of tensors is not dominated by bookkeeping; anything else goes
-  through the validating :class:`~tfjsfs.format.manifest.ModelJSON`.
+* :func:`~tfjsfs.format.columns.plain_layout` places every weight of a plain
+  manifest (no strings, no quantization) in one quick pass into compact
+  columns, so that loading a model of tens of thousands of tensors is not
+  dominated by bookkeeping, and a whole load drops the parsed document before
+  it allocates the weights; anything else goes through the validating
+  :class:`~tfjsfs.format.manifest.ModelJSON`.
 """
 
 from __future__ import annotations
@@ -21,9 +23,7 @@ import gc
 import os
 import posixpath
 import urllib.parse
-from array import array
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from .._util.concurrency import gather_bounded
@@ -36,9 +36,9 @@ from ..errors import (
     TransferError,
     Transient,
 )
+from ..format.columns import GroupLayout, parse_model_json, plain_layout
 from ..format.layouts import DEFAULT_SHARD_SIZE, json_candidates
-from ..format.manifest import DTYPE_SIZES, ModelJSON, WeightIndex, parse_json
-from ..format.rules import MAX_GROUPS, MAX_WEIGHTS, plain_name, plain_paths, shape_elements
+from ..format.manifest import ModelJSON, WeightIndex
 from .httpget import body_chunks, http_get, request_kwargs
 from .location import listing_key
 from .shardurls import (
@@ -50,20 +50,15 @@ from .shardurls import (
 )
 from .writer import is_local
 
-try:  # a faster parser for large manifests, when installed
-    import orjson
-except ImportError:  # pragma: no cover - optional
-    orjson = None
-
 __all__ = [
     "Bundle",
     "GroupLayout",
     "LoadOptions",
-    "fast_layout",
     "is_http",
     "locate_model_json",
     "open_bundle",
     "parse_model_json",
+    "plain_layout",
     "resolve_shard_paths",
     "shard_size_limits",
     "shard_sizes",
@@ -74,28 +69,6 @@ DEFAULT_BATCH_SIZE = 32
 #: reported as a problem); more is a :class:`~tfjsfs.errors.SizeMismatch`
 #: before anything is read or allocated.
 MAX_TRAILING_BYTES = 64 << 10
-
-
-@dataclass
-class GroupLayout:
-    """Every weight of one plain group, column by column (compact for huge manifests).
-
-    Weight ``i`` is ``names[i]``, of TF.js dtype ``dtypes[i]`` and shape
-    ``shapes[i]``, stored at bytes ``offsets[i]:offsets[i + 1]`` of the group.
-    """
-
-    names: list[str]
-    dtypes: list[str]
-    shapes: list[tuple[int, ...]]
-    offsets: array  # typecode "q", one more entry than names
-
-    @property
-    def nbytes(self) -> int:
-        """The group's weight bytes."""
-        return self.offsets[-1]
-
-    def __len__(self) -> int:
-        return len(self.names)
 
 
 class Bundle:
@@ -190,7 +163,7 @@ class Bundle:
         return self._raw
 
     def release_manifest(self) -> None:
-        """Drop model.json entirely, keeping only the fast layout (end of a load)."""
+        """Drop model.json entirely, keeping only the layout's columns (end of a load)."""
         if self.layout is not None:
             self._text = self._raw = self._doc = self.json_bytes = None
 
@@ -198,8 +171,8 @@ class Bundle:
         """Keep model.json as its *text* and drop the parsed objects until needed again.
 
         For a plain manifest of tens of thousands of weights the parsed dicts
-        take several times the text's size; the fast layout keeps all a load
-        needs, and error paths re-parse on demand.
+        take several times the text's size; the layout's columns keep all a
+        load needs, and error paths re-parse on demand.
         """
         if self.layout is not None:
             self._text = bytes(text)
@@ -208,9 +181,10 @@ class Bundle:
 
     @property
     def layout(self) -> list[GroupLayout] | None:
-        """:func:`fast_layout` of the manifest, or None when it is not plain."""
+        """:func:`~tfjsfs.format.columns.plain_layout` of the manifest, or None when
+        it is not plain."""
         if self._layout is False:
-            self._layout = fast_layout(self.raw.get("weightsManifest"))
+            self._layout = plain_layout(self.raw.get("weightsManifest"))
         return self._layout
 
     @property
@@ -252,14 +226,15 @@ class Bundle:
 
     def _extents(self, g: int):
         """``(name, start, end)`` of group *g*'s weights, as far as they can be placed."""
+        if self.layout is not None:
+            if g < len(self.layout):
+                for name, _, _, start, end in self.layout[g].weights():
+                    yield name, start, end
+            return
         groups = self.raw.get("weightsManifest")
         if not isinstance(groups, list) or g >= len(groups):
             return
-        if self.layout is not None:
-            group = self.layout[g]
-            for i, name in enumerate(group.names):
-                yield name, group.offsets[i], group.offsets[i + 1]
-        elif self.index is not None:
+        if self.index is not None:
             for spec in self.doc.weights_manifest[g].weights:
                 loc = self.index.locations.get(spec.name)
                 if loc is None:
@@ -298,85 +273,6 @@ def gc_paused() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
-
-
-def parse_model_json(data: bytes | str, source: str) -> dict:
-    """model.json bytes to a dict, with orjson when available."""
-    if orjson is not None:
-        try:
-            doc = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            doc = parse_json(data, source)  # NaN literals, huge ints, or a real error
-    else:
-        doc = parse_json(data, source)
-    if not isinstance(doc, dict):
-        raise ManifestError(
-            f"{source}: model.json must be a JSON object, got {type(doc).__name__}"
-        )
-    return doc
-
-
-def fast_layout(manifest: Any) -> list[GroupLayout] | None:
-    """Place every weight of a plain manifest in one pass, or None.
-
-    Plain: every entry has only ``name``, ``shape`` and ``dtype`` (and
-    optionally a string ``group``), a fixed-size dtype, a shape of
-    non-negative integers, and names are unique. Anything else returns None,
-    and callers use the validating :class:`~tfjsfs.format.manifest.ModelJSON`.
-    """
-    if not isinstance(manifest, list) or len(manifest) > MAX_GROUPS:
-        return None
-    sizes = {dtype: (dtype, size) for dtype, size in DTYPE_SIZES.items()}  # interned names
-    shapes: dict[tuple, tuple[tuple, int]] = {}
-    out = []
-    count = 0
-    try:
-        for group in manifest:
-            weights = group.get("weights")
-            if type(weights) is not list or not plain_paths(group.get("paths")):
-                return None
-            names: list[str] = []
-            dtypes: list[str] = []
-            dims: list[tuple[int, ...]] = []
-            offsets = array("q", [0])
-            offset = 0
-            for entry in weights:
-                name, kind, shape = entry["name"], sizes.get(entry["dtype"]), entry["shape"]
-                if (
-                    kind is None
-                    or not plain_name(name)
-                    or type(shape) is not list
-                    or (
-                        len(entry) != 3
-                        and (len(entry) != 4 or type(entry.get("group")) is not str)
-                    )
-                ):
-                    return None
-                key = tuple(shape)
-                known = shapes.get(key)
-                if known is None:
-                    size = shape_elements(shape)  # bounded, as the rules bound it
-                    if size is None:
-                        return None
-                    known = shapes[key] = (key, size)
-                names.append(name)
-                dtypes.append(kind[0])
-                dims.append(known[0])
-                offset += known[1] * kind[1]
-                if offset >= 1 << 62:
-                    return None  # the validating parser places such weights
-                offsets.append(offset)
-            if names and offset and not group["paths"]:
-                return None
-            count += len(names)
-            if count > MAX_WEIGHTS:
-                return None
-            out.append(GroupLayout(names, dtypes, dims, offsets))
-    except (AttributeError, KeyError, TypeError):  # not a dict, a missing key, unhashable
-        return None
-    if len({name for group in out for name in group.names}) != count:
-        return None  # duplicate names: let the validating parser say which
-    return out
 
 
 # ----------------------------------------------------------------- locating

@@ -22,6 +22,7 @@ byte count is checked.
 
 from __future__ import annotations
 
+import mmap
 from collections.abc import Sequence
 from typing import Any
 
@@ -37,6 +38,7 @@ from .bundle import (
     Bundle,
     LoadOptions,
     group_offsets,
+    is_http,
     locate_model_json,
     open_bundle,
     resolve_shard_paths,
@@ -75,6 +77,13 @@ ALIGN = 16
 
 def _fits(bundle: Bundle, sizes: Sequence[Sequence[int]]) -> None:
     """Raise the weight index's detailed error if shards are too short for the manifest."""
+    layout = bundle.layout
+    if layout is not None:  # from the columns: the manifest may be released already
+        for g, (group, group_sizes) in enumerate(zip(layout, sizes, strict=True)):
+            error = group.short_error(bundle.json_path, g, group_sizes)
+            if error is not None:
+                raise error
+        return
     expected = bundle.group_bytes()
     if all(e is not None and sum(s) >= e for e, s in zip(expected, sizes, strict=True)):
         return
@@ -108,6 +117,21 @@ def _forget_sizes(bundle: Bundle) -> None:
 # --------------------------------------------------------------- whole model
 
 
+def weights_buffer(nbytes: int, *, streamed: bool = False) -> np.ndarray:
+    """A new uint8 buffer of *nbytes* for a whole load.
+
+    With *streamed* (shards arriving chunk by chunk over many connections at
+    once) an anonymous mapping whose 4 KiB pages become resident as bytes land,
+    so the load's memory follows the bytes received: numpy asks large buffers
+    for 2 MiB huge pages, which with every shard in flight makes the whole
+    buffer resident early, while the replies' own buffers are still alive (a
+    higher peak). Otherwise numpy's buffer: fewer page faults.
+    """
+    if not streamed or nbytes == 0:
+        return np.empty(nbytes, dtype=np.uint8)
+    return np.frombuffer(mmap.mmap(-1, nbytes), dtype=np.uint8)
+
+
 async def fetch_all(
     fs: Any,
     bundle: Bundle,
@@ -132,12 +156,13 @@ async def fetch_all(
         Naming the shard, the weights and the byte counts.
     """
     policy = policy or RetryPolicy()
+    streamed = any(is_http(bundle.fs_for(p)) for paths in bundle.shard_paths for p in paths)
     for attempt in (0, 1):
         sizes = await _known_sizes(fs, bundle, policy, batch_size, guess=attempt == 0)
         _fits(bundle, sizes)  # before allocating: declared bytes against those present
         starts = group_offsets(sizes, align)
         total = starts[-1] + sum(sizes[-1]) if sizes else 0
-        buffer = np.empty(total, dtype=np.uint8)
+        buffer = weights_buffer(total, streamed=streamed)
         view = memoryview(buffer)
         blocks = []
         for paths, group, offset in zip(bundle.shard_paths, sizes, starts, strict=True):
@@ -206,7 +231,7 @@ def arrays_from_buffer(bundle: Bundle, buffer: np.ndarray) -> dict[str, np.ndarr
     starts = _starts(bundle)
     layout = bundle.layout
     out: dict[str, np.ndarray] = {}
-    if layout is not None:  # plain manifest: one quick pass
+    if layout is not None:  # plain manifest: one quick pass over its columns
         ndarray = np.ndarray
         for base, group in zip(starts, layout, strict=True):
             offsets, dtypes, shapes = group.offsets, group.dtypes, group.shapes

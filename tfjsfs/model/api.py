@@ -230,6 +230,9 @@ async def load_weights_async(
     async def load(fs: Any, bundle: Bundle) -> dict[str, np.ndarray]:
         with progress_callback(callback, progress, _label(url)) as reporter:
             if names is None:
+                # only the layout's columns are needed from here on: model.json's
+                # text goes before the weights buffer is allocated
+                bundle.release_manifest()
                 buffer = await fetch_all(
                     fs,
                     bundle,
@@ -238,7 +241,6 @@ async def load_weights_async(
                     policy=config.policy,
                     align=ALIGN,
                 )
-                bundle.release_manifest()  # only the layout is needed from here on
                 with gc_paused():
                     return arrays_from_buffer(bundle, buffer)
             return await fetch_arrays(
