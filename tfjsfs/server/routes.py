@@ -61,11 +61,12 @@ from aiohttp import hdrs, web
 from ..errors import BundleExistsError, ModelNotFoundError, TransferError, UnsafePathError
 from ..format.layout_view import describe_layout
 from ..format.serverlisting import LISTING_HEADER, LISTING_REL, LISTING_VERSION
+from ..format.summary import weight_dtypes
+from ..io.found import FoundBundle
 from .access import server_origin
 from .middleware import json_error, public
 from .modelstore import (
     MODEL_JSON,
-    BundleSummary,
     ModelStore,
     OpenedFile,
     check_name,
@@ -178,8 +179,9 @@ def _wants_html(request: web.Request) -> bool:
     return "text/html" in request.headers.get(hdrs.ACCEPT, "")
 
 
-def _entry(request: web.Request, s: BundleSummary) -> dict[str, Any]:
+def _entry(request: web.Request, s: FoundBundle) -> dict[str, Any]:
     doc = s.doc
+    dtypes, quantized = weight_dtypes(doc.weight_specs if doc else ())
     out: dict[str, Any] = {
         "name": s.name,
         "url": _model_url(request, s.name),
@@ -188,10 +190,8 @@ def _entry(request: web.Request, s: BundleSummary) -> dict[str, Any]:
         "generatedBy": doc.generated_by if doc else None,
         "convertedBy": doc.converted_by if doc else None,
         "weightCount": s.weight_count,
-        "dtypes": sorted({w.dtype for w in doc.weight_specs}) if doc else [],
-        "quantized": sorted(
-            {w.quantization.dtype for w in doc.weight_specs if w.quantization} if doc else ()
-        ),
+        "dtypes": dtypes,
+        "quantized": quantized,
         "weightBytes": s.weight_bytes,
         "size": s.size,
         "fileCount": 1 + len(s.shard_sizes),
@@ -209,7 +209,7 @@ def _entry(request: web.Request, s: BundleSummary) -> dict[str, Any]:
     return out
 
 
-def _description(request: web.Request, s: BundleSummary) -> dict[str, Any]:
+def _description(request: web.Request, s: FoundBundle) -> dict[str, Any]:
     out = _entry(request, s)
     doc = s.doc
     out["topology"] = topology_summary(doc) if doc else {"kind": "unknown"}
