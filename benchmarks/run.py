@@ -5,7 +5,7 @@ Usage
 ::
 
     python benchmarks/run.py [--quick] [--json results.json] [--markdown tables.md]
-                             [--only SCENARIO ...] [--repeats N] [--wan-repeats N]
+                             [--only SCENARIO ...] [--repeats N] [--wan-repeats N] [--serve]
 
 Scenarios (``--only`` takes any of them; ``wan`` means both links):
 
@@ -37,6 +37,11 @@ Scenarios (``--only`` takes any of them; ``wan`` means both links):
     ``cat_file`` per shard (s3fs / gcsfs), the backend's own concurrent
     ``cat(list_of_shards)``, tfjsfs ``load_weights("tfjs+s3://...")`` /
     ``("tfjs+gs://...")``.
+``serve``
+    ``tfjsfs serve`` (local folder store) against nginx on the same folder, a minimal
+    aiohttp upload handler and a Flask app: downloads (curl, the tfjsfs loader), uploads,
+    64 concurrent TF.js-style loaders; see ``serve.py``. Not part of a default run:
+    ``--serve`` (or ``--only serve``) runs it, about 5 minutes (``--quick``: 1 to 3).
 ``one-tensor``
     a 1.5 MiB tensor that spans two shards of ``big``, over HTTP (nginx): exact Range
     GETs with raw aiohttp, the whole shards holding it, TF.js
@@ -113,10 +118,13 @@ import anchors  # noqa: E402
 import models  # noqa: E402
 import netguard  # noqa: E402
 import report  # noqa: E402
+import serve  # noqa: E402
 import servers  # noqa: E402
 import wan  # noqa: E402
 
-SCENARIOS = ("local", "http", "wan-41ms", "wan-100ms", "s3", "gcs", "one-tensor")
+SCENARIOS = ("local", "http", "wan-41ms", "wan-100ms", "s3", "gcs", "one-tensor", "serve")
+#: Run when no ``--only`` is given (the server benchmark runs with ``--serve``).
+DEFAULT_SCENARIOS = SCENARIOS[:-1]
 WAN_LINKS = {
     "wan-41ms": {"delay_ms": 20, "rate_mbit": 200},
     "wan-100ms": {"delay_ms": 50, "rate_mbit": 200},
@@ -241,6 +249,7 @@ class Bench:
         self._wan = False
         self._load_start = None
         self._t_start = time.monotonic()
+        self.extra_targets = []
 
     # ----------------------------------------------------------------- plumbing
 
@@ -516,6 +525,9 @@ class Bench:
                 rows = self._http_rows("http", meta, srv, n)
                 self.add("http", meta["spec"]["name"], "HTTP on 127.0.0.1", rows, note=note)
 
+    def run_serve(self):
+        self.extra_targets += serve.run(self)
+
     def run_wan(self, scenario):
         link_cfg = WAN_LINKS[scenario]
         d, r = link_cfg["delay_ms"], link_cfg["rate_mbit"]
@@ -728,7 +740,7 @@ class Bench:
                         "note": self._headroom(sc, by, key),
                     }
                 )
-        return out
+        return out + self.extra_targets
 
     @staticmethod
     def _metric(by, key):
@@ -779,7 +791,7 @@ class Bench:
 
 def _selected(only):
     if not only:
-        return list(SCENARIOS)
+        return list(DEFAULT_SCENARIOS)
     out = []
     for s in only:
         names = [k for k in SCENARIOS if k.startswith("wan")] if s == "wan" else [s]
@@ -808,6 +820,9 @@ def parse_args(argv):
         metavar="SCENARIO",
         help=f"run only these: {', '.join(SCENARIOS)}, or wan for both links",
     )
+    p.add_argument(
+        "--serve", action="store_true", help="run only the server benchmark (--only serve)"
+    )
     p.add_argument("--repeats", type=int, help="repeats per loader (default: per scenario)")
     p.add_argument("--wan-repeats", type=int, help="repeats per loader on the WAN links")
     p.add_argument(
@@ -830,7 +845,7 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(argv)
     netguard.install()
-    selected = _selected(args.only)
+    selected = _selected(["serve"] if args.serve else args.only)
     bench = Bench(args)
     started = time.time()
     machine = report.machine_info(REPO)
@@ -841,6 +856,7 @@ def main(argv=None):
         "s3": bench.run_s3,
         "gcs": bench.run_gcs,
         "one-tensor": bench.run_one_tensor,
+        "serve": bench.run_serve,
     }
     for name in selected:
         bench.log(f"[{name}]")

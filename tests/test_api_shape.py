@@ -12,7 +12,7 @@ from manage_support import make_store, sample_artifacts
 
 import tfjsfs
 from tfjsfs.model import bulk
-from tfjsfs.model.manage import remove_model_files
+from tfjsfs.model.removal import remove_model_files
 
 PAIRS = sorted(
     name[: -len("_async")]

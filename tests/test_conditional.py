@@ -30,7 +30,7 @@ from tfjsfs.io.conditional import (
 )
 from tfjsfs.io.resolve import resolve
 from tfjsfs.io.writer import SLOW_WRITE, is_fresh_name, unpublish, write_bundle
-from tfjsfs.model.manage import bundle_files
+from tfjsfs.model.removal import bundle_files
 
 KINDS = ["file", "memory", "s3", "gcs"]
 

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import json
 import posixpath
+import re
+import struct
 
 import numpy as np
 import pytest
 from converter import load_converter
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from nodejs import requires_node, run_node
 
 from tfjsfs import ModelArtifacts, ModelJSON
 from tfjsfs.errors import (
@@ -387,3 +392,43 @@ def test_artifacts_groups_and_weights_view():
     }
     with pytest.raises(FormatError, match="every weight exactly once"):
         ModelArtifacts.from_weights({}, weights, groups=[["a"]])
+
+
+def _for_node(value):
+    """*value* with every float as its exact bytes (see tests/js/json_stringify.js)."""
+    if isinstance(value, float):
+        return {"$f": struct.pack(">d", value).hex()}
+    if isinstance(value, dict):
+        return {k: _for_node(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_for_node(v) for v in value]
+    return value
+
+
+_TEXT = st.text(st.characters(exclude_categories=("Cs",)), max_size=12)
+_JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**53) + 1, 2**53 - 1)
+    | st.floats()
+    | st.sampled_from([1e-4, 9.999e-5, 1e16, 1e16 - 2, 1e21, 5e-324, -0.0, 0.1 + 0.2])
+    | _TEXT,
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        # JavaScript objects put integer-like keys first: not a serialiser's choice
+        | st.dictionaries(
+            _TEXT.filter(lambda k: not re.fullmatch(r"0|[1-9]\d*|\$f", k)), inner, max_size=4
+        )
+    ),
+    max_leaves=12,
+)
+
+
+@requires_node
+@settings(max_examples=50, deadline=None)
+@given(st.lists(_JSON_VALUES, min_size=40, max_size=40))
+def test_dumps_compact_writes_what_json_stringify_writes(tmp_path_factory, values):
+    path = tmp_path_factory.mktemp("json") / "values.json"
+    path.write_text(json.dumps([_for_node(v) for v in values]))
+    texts = run_node("json_stringify.js", path)["texts"]
+    assert [dumps_compact(v).decode() for v in values] == texts

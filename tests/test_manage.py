@@ -34,7 +34,7 @@ from tfjsfs.errors import (
     ShardMissingError,
     WeightDataError,
 )
-from tfjsfs.model.manage import remove_model_files
+from tfjsfs.model.removal import remove_model_files
 
 STORES = ["memory", "file", "s3", "gcs"]
 SHARD = 300  # small shards: every sample bundle has several

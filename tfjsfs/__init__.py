@@ -41,14 +41,14 @@ _EXPORTS = {
     "from_files": "tfjsfs.model.files",
     "iter_weights": "tfjsfs.model.stream",
     "iter_weights_async": "tfjsfs.model.stream",
-    "copy_model": "tfjsfs.model.manage",
-    "copy_model_async": "tfjsfs.model.manage",
-    "list_models": "tfjsfs.model.manage",
-    "list_models_async": "tfjsfs.model.manage",
-    "move_model": "tfjsfs.model.manage",
-    "move_model_async": "tfjsfs.model.manage",
-    "remove_model": "tfjsfs.model.manage",
-    "remove_model_async": "tfjsfs.model.manage",
+    "copy_model": "tfjsfs.model.copying",
+    "copy_model_async": "tfjsfs.model.copying",
+    "list_models": "tfjsfs.model.discovery",
+    "list_models_async": "tfjsfs.model.discovery",
+    "move_model": "tfjsfs.model.copying",
+    "move_model_async": "tfjsfs.model.copying",
+    "remove_model": "tfjsfs.model.removal",
+    "remove_model_async": "tfjsfs.model.removal",
     "SyncReport": "tfjsfs.model.sync",
     "sync_models": "tfjsfs.model.sync",
     "sync_models_async": "tfjsfs.model.sync",
@@ -117,6 +117,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         save_model,
         save_model_async,
     )
+    from .model.copying import copy_model, copy_model_async, move_model, move_model_async
+    from .model.discovery import list_models, list_models_async
     from .model.files import from_files
     from .model.handlers import (
         IOHandler,
@@ -126,16 +128,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         register_io_router,
     )
     from .model.lazy import AsyncModel, Model, ModelOpening, open_model, open_model_async
-    from .model.manage import (
-        copy_model,
-        copy_model_async,
-        list_models,
-        list_models_async,
-        move_model,
-        move_model_async,
-        remove_model,
-        remove_model_async,
-    )
+    from .model.removal import remove_model, remove_model_async
     from .model.stream import iter_weights, iter_weights_async
     from .model.sync import SyncReport, sync_models, sync_models_async
 

@@ -10,7 +10,8 @@ from typing import Any
 from .._util.options import parse_options, parse_size
 from ..errors import CLIError
 from ..model import bulk
-from ..model.manage import copy_model, move_model, remove_model, remove_model_files
+from ..model.copying import copy_model, move_model
+from ..model.removal import remove_model, remove_model_files
 from .arguments import add_command, parse_quantize, storage_options
 from .output import close, human_size, progress, short
 
@@ -130,8 +131,8 @@ def _copy_many(args: argparse.Namespace, *, move: bool) -> int:
         found = bulk.discover(args.src, {**opts["storage_options"], **opts["src_options"]})
         for b in found:
             print(
-                f"would {'move' if move else 'copy'} {b.url} -> "
-                f"{bulk.destination(args.src, args.dst, b.url)}"
+                f"would {'move' if move else 'copy'} {b.name} -> "
+                f"{bulk.destination(args.src, args.dst, b.name)}"
             )
         return 0
     callback = progress(args, "models", unit="model")
@@ -190,7 +191,7 @@ def cmd_mv(args: argparse.Namespace) -> int:
 
 def bundle_urls(prefix: str, opts: dict[str, Any]) -> list[str]:
 
-    return [b.url for b in bulk.discover(prefix, opts)]
+    return [b.name for b in bulk.discover(prefix, opts)]
 
 
 def cmd_rm(args: argparse.Namespace) -> int:

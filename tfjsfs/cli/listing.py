@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import posixpath
 import sys
 from typing import Any
 
 from .._util.concurrency import run_sync
 from ..format.manifest import ModelJSON
-from ..format.summary import summarize
+from ..format.summary import summarize, weight_dtypes
 from ..io.bundle import read_json_bytes
 from ..io.fetch import locate_model_json
-from ..io.location import listing_key
+from ..io.found import FoundBundle, list_folder
 from ..io.resolve import resolve
-from ..model.manage import BundleListing, find_bundles
+from ..model.discovery import find_bundles
 from .arguments import add_command, storage_options
 from .info_html import cmd_info_html
 from .output import dump_json, human_size, print_table
@@ -53,18 +52,19 @@ def cmd_ls(args: argparse.Namespace) -> int:
     bundles = run_sync(find_bundles(fs, path, args.prefix))
     records = []
     for b in bundles:
-        rec: dict[str, Any] = {"url": b.url, "error": b.error}
+        rec: dict[str, Any] = {"url": b.name, "error": b.error}
         if b.doc is not None:
-            info = b.info()
+            info = b.info
             specs = b.doc.weight_specs
+            dtypes, quantized = weight_dtypes(specs)
             rec.update(
                 format=b.doc.format,
                 generatedBy=b.doc.generated_by,
                 weights=len(specs),
                 shards=sum(len(g.paths) for g in b.doc.weights_manifest),
                 bytes=info.weight_data_bytes,
-                dtypes=sorted({s.dtype for s in specs}),
-                quantization=sorted({s.quantization.dtype for s in specs if s.quantization}),
+                dtypes=dtypes,
+                quantization=quantized,
                 **info.to_json(),
             )
         records.append(rec)
@@ -105,12 +105,8 @@ def cmd_info(args: argparse.Namespace) -> int:
         json_path = await locate_model_json(fs, path)
         raw = await read_json_bytes(fs, json_path)
         doc = ModelJSON.parse(raw, json_path)
-        try:
-            entries = await fs._ls(posixpath.dirname(json_path), detail=True)
-        except (OSError, NotImplementedError, ValueError):
-            entries = []  # HTTP without listings: sizes from the manifest
-        listing = {listing_key(e["name"]): e for e in entries}
-        return json_path, doc, BundleListing(args.url, json_path, listing, doc=doc).info()
+        listing = await list_folder(fs, json_path)  # none over HTTP: sizes from the manifest
+        return json_path, doc, FoundBundle(args.url, json_path, listing, doc=doc).info
 
     json_path, doc, info = run_sync(read())
     summary = summarize(doc)
@@ -126,7 +122,7 @@ def cmd_info(args: argparse.Namespace) -> int:
             f"{t.name} {_shape(t.shape)}" + (f" {t.dtype}" if t.dtype else "") for t in tensors
         )
         print(f"{label:<14}{text or '-'}")
-    quant = sorted({s.quantization.dtype for s in summary.weights if s.quantization})
+    quant = weight_dtypes(summary.weights)[1]
     print(
         f"weights       {len(summary.weights)} ({summary.parameters:,} values, "
         f"{human_size(info.weight_data_bytes)}) in {summary.groups} group(s), "

@@ -12,6 +12,7 @@ import functools
 import json
 import math
 import re
+import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -84,40 +85,52 @@ def js_number(value: float) -> str:
     return f"{sign}{head}e{'+' if e > 0 else '-'}{abs(e)}"
 
 
-def _stringify(value: Any, out: list[str]) -> None:
-    if isinstance(value, str):
-        out.append(json.dumps(value, ensure_ascii=False))
-    elif value is None or value is True or value is False:
-        out.append({None: "null", True: "true", False: "false"}[value])
-    elif isinstance(value, int):
-        out.append(str(value))
-    elif isinstance(value, float):
-        out.append(js_number(value))
-    elif isinstance(value, Mapping):
-        out.append("{")
-        for i, (key, item) in enumerate(value.items()):
-            if i:
-                out.append(",")
-            out.append(json.dumps(str(key), ensure_ascii=False))
-            out.append(":")
-            _stringify(item, out)
-        out.append("}")
-    elif isinstance(value, (list, tuple)):
-        out.append("[")
-        for i, item in enumerate(value):
-            if i:
-                out.append(",")
-            _stringify(item, out)
-        out.append("]")
-    else:
-        raise TypeError(f"cannot serialise {type(value).__name__} as JSON")
+#: The C encoder with JSON.stringify's separators and escapes.
+_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 
 
 def dumps_compact(value: Any) -> bytes:
-    """Serialise exactly like ``JSON.stringify``: compact, JS number format, UTF-8."""
-    out: list[str] = []
-    _stringify(value, out)
-    return "".join(out).encode()
+    """Serialise exactly like ``JSON.stringify``: compact, JS number format, UTF-8.
+
+    The standard library's C encoder writes everything but the floats whose
+    Python ``repr`` JavaScript spells differently (integral values, below
+    1e-4 or from 1e16 on, NaN and the infinities); those go in as marked
+    strings and are swapped for :func:`js_number`'s text afterwards.
+    """
+    numbers: list[str] = []
+    mark = f"\x00{secrets.token_hex(8)}#"
+
+    def to_js(item: Any) -> Any:
+        kind = type(item)
+        if kind is str or kind is int or kind is bool or item is None:
+            return item
+        if isinstance(item, float):
+            if item.is_integer() and abs(item) < 1e16:
+                return int(item)
+            if 1e-4 <= abs(item) < 1e16:  # repr writes these as JavaScript does
+                return float(item)
+            numbers.append(js_number(item))
+            return f"{mark}{len(numbers) - 1}"
+        if isinstance(item, int):
+            return int(item)
+        if isinstance(item, Mapping):
+            return {str(key): to_js(v) for key, v in item.items()}
+        if isinstance(item, (list, tuple)):
+            return [to_js(v) for v in item]
+        raise TypeError(f"cannot serialise {kind.__name__} as JSON")
+
+    text = _ENCODE(to_js(value))
+    if numbers:
+        quoted = _ENCODE(mark)[:-1]  # '"\u0000<nonce>#'
+        head, *rest = text.split(quoted)
+        if len(rest) != len(numbers):  # a string held the nonce: cannot happen by chance
+            raise RuntimeError("dumps_compact: a string collides with the number marker")
+        pieces = [head]
+        for piece in rest:
+            index, _, tail = piece.partition('"')
+            pieces += [numbers[int(index)], tail]
+        text = "".join(pieces)
+    return text.encode()
 
 
 class _LongInteger(ValueError):

@@ -10,13 +10,13 @@ GraphDef nodes and signature.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from .manifest import ModelJSON, WeightSpec, stored_bytes
 
-__all__ = ["ModelSummary", "TensorInfo", "human_size", "summarize"]
+__all__ = ["ModelSummary", "TensorInfo", "human_size", "summarize", "weight_dtypes"]
 
 _UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
 
@@ -31,6 +31,13 @@ def human_size(nbytes: int | float | None) -> str:
             return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{value:.1f} {_UNITS[-1]}"  # pragma: no cover
+
+
+def weight_dtypes(specs: Iterable[WeightSpec]) -> tuple[list[str], list[str]]:
+    """The sorted dtypes of *specs*, and the sorted dtypes their quantizations store."""
+    specs = list(specs)
+    dtypes = sorted({s.dtype for s in specs})
+    return dtypes, sorted({s.quantization.dtype for s in specs if s.quantization})
 
 
 @dataclass

@@ -10,9 +10,9 @@ from __future__ import annotations
 import asyncio
 import inspect
 import posixpath
+import weakref
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from fsspec.implementations.memory import MemoryFileSystem
@@ -21,12 +21,12 @@ from .._util.concurrency import gather_bounded
 from .._util.retry import RetryPolicy
 from ..errors import ManifestError, ModelNotFoundError
 from ..format.layouts import MODEL_JSON, json_candidates
-from ..format.manifest import ModelJSON, WeightIndex
+from ..format.manifest import WeightIndex
 from ..io.bundle import Bundle, open_bundle
 from ..io.fetch import load_index
 from ..io.writer import is_local
 
-__all__ = ["LISTING_BATCH", "MAX_BUNDLES", "CachedBundle", "Catalog", "accepts", "identity"]
+__all__ = ["LISTING_BATCH", "MAX_BUNDLES", "Catalog", "accepts", "identity"]
 
 #: concurrent requests of one listing
 LISTING_BATCH = 32
@@ -56,31 +56,6 @@ def identity(info: Mapping[str, Any] | None) -> dict[str, str]:
 def same_version(old: Mapping[str, str], new: Mapping[str, str]) -> bool:
     """Whether two identities agree on every field both have."""
     return all(old[k] == new[k] for k in old.keys() & new.keys())
-
-
-@dataclass
-class CachedBundle:
-    """A bundle (:class:`tfjsfs.io.bundle.Bundle`) and the model.json version it was read from."""
-
-    bundle: Bundle
-    version: dict[str, str]
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
-
-    @property
-    def json_path(self) -> str:
-        return self.bundle.json_path
-
-    @property
-    def doc(self) -> ModelJSON:
-        return self.bundle.doc
-
-    def roles(self) -> dict[str, dict[str, Any]]:
-        """``{inner path: tfjs entry}`` for model.json and every shard."""
-        out: dict[str, dict[str, Any]] = {self.json_path: {"role": "manifest"}}
-        for g, paths in enumerate(self.bundle.shard_paths):
-            for i, path in enumerate(paths):
-                out.setdefault(path, {"role": "shard", "group": g, "index": i})
-        return out
 
 
 def accepts(func: Any, name: str) -> bool:
@@ -119,7 +94,11 @@ class Catalog:
         self.policy = policy or RetryPolicy()
         self.listable = listable
         self.allow_outside = allow_outside
-        self._bundles: OrderedDict[str, CachedBundle] = OrderedDict()  # LRU
+        self._bundles: OrderedDict[str, Bundle] = OrderedDict()  # LRU
+        # one index load per bundle at a time (a bundle dropped from the cache drops its lock)
+        self._index_locks: weakref.WeakKeyDictionary[Bundle, asyncio.Lock] = (
+            weakref.WeakKeyDictionary()
+        )
         self._scans: dict[str, frozenset[str]] = {}
         self._sync_fs = getattr(fs, "sync_fs", fs)
         self._cheap_probe = is_local(fs) or isinstance(self._sync_fs, MemoryFileSystem)
@@ -141,7 +120,7 @@ class Catalog:
         for key in [k for k in self._scans if related(k)]:
             del self._scans[key]
 
-    def cached(self, folder: str) -> CachedBundle | None:
+    def cached(self, folder: str) -> Bundle | None:
         """The cached bundle of *folder*, without any request."""
         return self._bundles.get(folder.rstrip("/"))
 
@@ -173,7 +152,7 @@ class Catalog:
         names: Iterable[str] | None = None,
         json_info: Mapping[str, Any] | None = None,
         revalidate: bool = False,
-    ) -> CachedBundle | None:
+    ) -> Bundle | None:
         """The bundle in inner *folder* (or of the JSON file *folder*), or None.
 
         None when the folder holds no model JSON, or the JSON file is not a
@@ -222,9 +201,7 @@ class Catalog:
                 self._bundles.popitem(last=False)
         return cached
 
-    async def _read(
-        self, json_path: str, json_info: Mapping[str, Any] | None
-    ) -> CachedBundle | None:
+    async def _read(self, json_path: str, json_info: Mapping[str, Any] | None) -> Bundle | None:
         try:
             bundle = await open_bundle(
                 self.fs, json_path, allow_outside=self.allow_outside, policy=self.policy
@@ -240,18 +217,20 @@ class Catalog:
                 json_info = await self._info_fresh(json_path)
             except (FileNotFoundError, NotImplementedError):
                 json_info = None
-        return CachedBundle(bundle, identity(json_info))
+        bundle.version = identity(json_info)
+        return bundle
 
-    async def index(self, cached: CachedBundle) -> WeightIndex:
-        """The weight index of *cached* (shard sizes and string lengths resolved).
+    async def index(self, bundle: Bundle) -> WeightIndex:
+        """The weight index of *bundle* (shard sizes and string lengths resolved).
 
         Raises
         ------
         ShardMissingError, WeightDataError
             When a shard is missing or the shards are too short.
         """
-        async with cached.lock:
-            return await load_index(self.fs, cached.bundle, policy=self.policy)
+        lock = self._index_locks.setdefault(bundle, asyncio.Lock())
+        async with lock:
+            return await load_index(self.fs, bundle, policy=self.policy)
 
     # ---------------------------------------------------- folder listings
     async def model_children(self, folder: str, dirs: list[str]) -> set[str]:

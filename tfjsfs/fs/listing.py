@@ -70,8 +70,10 @@ from ..errors import (
 )
 from ..format.layouts import MODEL_JSON, bundle_candidates
 from ..format.serverlisting import ListedModel
+from ..format.summary import weight_dtypes
+from ..io.bundle import Bundle
 from ..io.serverlisting import server_listing
-from .catalog import LISTING_BATCH, CachedBundle, accepts
+from .catalog import LISTING_BATCH, accepts
 from .files import VirtualTensor, npy_size, tensor_entries, tensor_entry
 from .paths import TENSORS_DIR, ResolvedPath, split_tensor_path
 
@@ -81,15 +83,16 @@ _KINDS = {"model": "model_dir", "manifest": "model_json", "shard": "shard"}
 _SHARD_NAME = re.compile(r"(^group\d+-shard\d+of\d+(\.bin)?$)|(\.bin$)")
 
 
-def summary(cached: CachedBundle) -> dict[str, Any]:
+def summary(cached: Bundle) -> dict[str, Any]:
     """The ``tfjs`` entry of a model folder."""
     doc = cached.doc
     specs = doc.weight_specs
-    expected = cached.bundle.group_bytes()
-    sizes = cached.bundle.sizes
+    dtypes, quantized = weight_dtypes(specs)
+    expected = cached.group_bytes()
+    sizes = cached.sizes
     if None not in expected:
         weight_bytes = sum(expected)
-    elif sizes is not None and not cached.bundle.sizes_guessed:
+    elif sizes is not None and not cached.sizes_guessed:
         weight_bytes = sum(sum(g) for g in sizes)
     else:
         weight_bytes = None
@@ -100,11 +103,20 @@ def summary(cached: CachedBundle) -> dict[str, Any]:
         "generatedBy": doc.generated_by,
         "convertedBy": doc.converted_by,
         "weights": len(specs),
-        "shards": sum(len(p) for p in cached.bundle.shard_paths),
+        "shards": sum(len(p) for p in cached.shard_paths),
         "weight_bytes": weight_bytes,
-        "dtypes": sorted({s.dtype for s in specs}),
-        "quantized": sorted({s.quantization.dtype for s in specs if s.quantization}),
+        "dtypes": dtypes,
+        "quantized": quantized,
     }
+
+
+def _roles(bundle: Bundle) -> dict[str, dict[str, Any]]:
+    """``{inner path: tfjs entry}`` for a bundle's model JSON and every shard."""
+    out: dict[str, dict[str, Any]] = {bundle.json_path: {"role": "manifest"}}
+    for g, paths in enumerate(bundle.shard_paths):
+        for i, path in enumerate(paths):
+            out.setdefault(path, {"role": "shard", "group": g, "index": i})
+    return out
 
 
 def listed_summary(model: ListedModel) -> dict[str, Any]:
@@ -124,7 +136,7 @@ def listed_summary(model: ListedModel) -> dict[str, Any]:
     }
 
 
-def _manifest_summary(cached: CachedBundle) -> dict[str, Any]:
+def _manifest_summary(cached: Bundle) -> dict[str, Any]:
     """The ``tfjs`` entry of a bundle's JSON file: its role and the bundle's summary."""
     return {**summary(cached), "role": "manifest"}
 
@@ -175,7 +187,7 @@ class ModelListing:
                 json_entry = entries[raw.index(json_info)]
                 json_entry["tfjs"] = {"role": "manifest", "error": str(exc)}
             if cached is not None:
-                roles = cached.roles()
+                roles = _roles(cached)
                 for entry, name in zip(entries, names, strict=True):
                     if name in roles:
                         entry["tfjs"] = dict(roles[name])
@@ -209,7 +221,7 @@ class ModelListing:
             if cached is None:
                 by_name[json_path].setdefault("tfjs", {"role": "manifest", "candidate": True})
                 continue
-            for path, role in cached.roles().items():
+            for path, role in _roles(cached).items():
                 if path in by_name:
                     by_name[path]["tfjs"] = dict(role)
             by_name[json_path]["tfjs"] = _manifest_summary(cached)
@@ -227,7 +239,7 @@ class ModelListing:
             if probe is not None:
                 raise probe
             return [self._entry(e) for e in await self.fs._ls(rp.inner, detail=True)]
-        roles = cached.roles()
+        roles = _roles(cached)
         folder = rp.inner.rstrip("/")
         inside = [p for p in roles if posixpath.dirname(p) == folder]
 
@@ -263,7 +275,7 @@ class ModelListing:
         below = split_tensor_path(rp.inner)[1]
         if rp.kind == "tensor":
             return [await self._info_tensor(rp)]
-        return tensor_entries(cached.bundle, self._outer(rp.model_root), below)
+        return tensor_entries(cached, self._outer(rp.model_root), below)
 
     async def _info(self, path: str, **kwargs: Any) -> dict[str, Any]:
         rp = self._resolve(path)
@@ -272,7 +284,7 @@ class ModelListing:
         if rp.kind == "tensor_dir":
             cached = await self._bundle_of(rp)
             below = split_tensor_path(rp.inner)[1]
-            tensor_entries(cached.bundle, self._outer(rp.model_root), below)  # raises if empty
+            tensor_entries(cached, self._outer(rp.model_root), below)  # raises if empty
             return {"name": rp.path, "size": 0, "type": "directory", "tfjs": {"role": "tensors"}}
         if self._http:
             return await self._info_http(rp)
@@ -335,7 +347,7 @@ class ModelListing:
                 return {"role": "manifest", "error": str(exc)} if base == MODEL_JSON else None
         if cached is None:
             return None
-        role = cached.roles().get(inner)
+        role = _roles(cached).get(inner)
         return dict(role) if role else None
 
     async def _resolve_path(self, path: str) -> ResolvedPath:
@@ -389,7 +401,7 @@ class ModelListing:
             raise IsADirectoryError(rp.path)
         cached = await self._bundle_of(rp, revalidate=True)
         index = await self._catalog.index(cached)
-        tensor = VirtualTensor(self.fs, cached.bundle, index, rp.tensor_name, self._catalog.policy)
+        tensor = VirtualTensor(self.fs, cached, index, rp.tensor_name, self._catalog.policy)
         return await tensor.prepare()
 
     async def _read_tensor(self, rp: ResolvedPath, start: int | None, end: int | None) -> bytes:

@@ -97,7 +97,16 @@ class Bundle:
         Shard sizes once known; ``sizes_guessed`` when derived from the
         manifest (replies are checked against them).
     index : WeightIndex or None
-        Cached by :func:`tfjsfs.io.fetch.load_index`.
+        Every weight placed in the shards (string lengths walked): cached by
+        :func:`tfjsfs.io.fetch.load_index` and :func:`tfjsfs.io.transfer.open_source`.
+    json_bytes : bytes or None
+        model.json exactly as read (kept by :func:`open_bundle` until the
+        manifest is released), so copies reuse it without a second read.
+    version : dict
+        Which version of model.json this bundle was read from (the listing
+        fields that change when the file is rewritten: size, ETag,
+        generation, mtime); empty when unknown. Kept by the filesystem's
+        catalog to tell a cached manifest from a rewritten one.
     """
 
     def __init__(
@@ -128,9 +137,8 @@ class Bundle:
         self.index: WeightIndex | None = None
         self._layout: list[GroupLayout] | bool | None = False
         self._text: bytes | None = None
-        #: model.json exactly as read (kept by ``open_bundle`` until the
-        #: manifest is released), so copies can reuse it without a second GET.
         self.json_bytes: bytes | None = None
+        self.version: dict[str, str] = {}
 
     def __repr__(self) -> str:
         return f"Bundle({self.json_path!r}, {sum(map(len, self.shard_paths))} shards)"

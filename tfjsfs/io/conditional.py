@@ -219,9 +219,9 @@ async def create_file(fs: Any, path: str, data: Any) -> bool:
     ``O_EXCL`` on local disks, the store's create-only write elsewhere
     (S3 ``If-None-Match: *``, GCS ``ifGenerationMatch=0``).
     """
-    if is_local(fs):
+    if is_local(fs) and isinstance(data, (bytes, bytearray, memoryview)):
         return await asyncio.to_thread(_local_create, path, data)
-    try:
+    try:  # (a store's own body type, e.g. a spool file, goes through its pipe)
         await fs._pipe_file(path, data, mode="create")
     except FileExistsError:
         return False

@@ -53,14 +53,13 @@ from ..format.manifest import (
     WeightIndex,
     WeightSpec,
 )
-from .bundle import shard_sizes
+from .bundle import Bundle, shard_sizes
 from .fetch import open_bundle
 from .location import name_in_folder
 from .writer import DEFAULT_WRITE_CONCURRENCY, write_bundle
 
 __all__ = [
     "CopyOutcome",
-    "SourceBundle",
     "copy_bundle",
     "default_shard_size",
     "digest",
@@ -74,48 +73,14 @@ def digest(data: Any) -> bytes:
     return hashlib.blake2b(memoryview(data).cast("B"), digest_size=16).digest()
 
 
-@dataclass
-class SourceBundle:
-    """A source bundle ready to copy: model.json bytes, parsed form, shard sizes.
-
-    Attributes
-    ----------
-    bundle : tfjsfs.io.fetch.Bundle
-        The located bundle (shard paths, the filesystem of each shard).
-    raw : bytes or None
-        model.json exactly as read when the bundle was opened (None: the copy
-        gets a re-serialised one).
-    sizes : list of list of int
-        Every shard's size, per group.
-    """
-
-    bundle: Any
-    raw: bytes | None
-    sizes: list[list[int]]
-    string_lengths: dict[str, int] = dataclasses.field(default_factory=dict)
-
-    @property
-    def json_path(self) -> str:
-        return self.bundle.json_path
-
-    @property
-    def doc(self) -> ModelJSON:
-        return self.bundle.doc
-
-    @property
-    def shard_paths(self) -> list[list[str]]:
-        return self.bundle.shard_paths
-
-    @property
-    def group_totals(self) -> list[int]:
-        """Bytes in each group's shards."""
-        return [sum(s) for s in self.sizes]
-
-
 async def open_source(
     fs: Any, path: str, *, allow_outside: bool = False, policy: RetryPolicy | None = None
-) -> SourceBundle:
+) -> Bundle:
     """Locate, read and size the bundle at *path*; refuse one with short groups.
+
+    The bundle comes back ready to copy: ``json_bytes`` (model.json as read),
+    ``sizes`` (every shard's) and ``index`` (every weight placed, the lengths
+    of string weights walked from their prefixes).
 
     Raises
     ------
@@ -124,15 +89,17 @@ async def open_source(
     policy = policy or RetryPolicy()
     bundle = await open_bundle(fs, path, allow_outside=allow_outside, policy=policy)
     sizes = await shard_sizes(fs, bundle, policy=policy, guess=False)
-    source = SourceBundle(bundle, bundle.json_bytes, sizes)
-    index = WeightIndex(bundle.doc.weights_manifest, sizes, bundle.json_path)  # short groups
+    groups = bundle.doc.weights_manifest
+    index = WeightIndex(groups, sizes, bundle.json_path)  # short groups
     if index.unresolved:  # string weights: walk their length prefixes, a group at a time
-        reader = _Reader(source, DEFAULT_WRITE_CONCURRENCY, policy)
-        for g, group in enumerate(bundle.doc.weights_manifest):
+        reader = _Reader(bundle, DEFAULT_WRITE_CONCURRENCY, policy)
+        lengths: dict[str, int] = {}
+        for g, group in enumerate(groups):
             if any(s.byte_length is None for s in group.weights):
-                source.string_lengths.update(await _string_lengths(reader, source, g))
-        WeightIndex(bundle.doc.weights_manifest, sizes, bundle.json_path, source.string_lengths)
-    return source
+                lengths.update(await _string_lengths(reader, bundle, g))
+        index = WeightIndex(groups, sizes, bundle.json_path, lengths)
+    bundle.index = index
+    return bundle
 
 
 async def _retry(policy: RetryPolicy, what: str, call) -> Any:
@@ -148,7 +115,7 @@ async def _retry(policy: RetryPolicy, what: str, call) -> Any:
 class _Reader:
     """Reads shards and byte ranges of a source group's stream, with retries."""
 
-    def __init__(self, src: SourceBundle, concurrency: int, policy: RetryPolicy | None = None):
+    def __init__(self, src: Bundle, concurrency: int, policy: RetryPolicy | None = None):
         self.src, self.concurrency = src, concurrency
         self.policy = policy or RetryPolicy()
         self.bounds = []
@@ -170,7 +137,7 @@ class _Reader:
         return data
 
     async def _cat(self, path: str, start: int | None = None, end: int | None = None) -> bytes:
-        fs = self.src.bundle.fs_for(path)
+        fs = self.src.fs_for(path)
         try:
             return await _retry(
                 self.policy, path, lambda: fs._cat_file(path, start=start, end=end)
@@ -224,7 +191,7 @@ def _keep_name(path: str) -> str | None:
     return path if name is not None and path == f"./{name}" else name
 
 
-def _plan_as_is(src: SourceBundle, json_name: str) -> tuple[BundlePlan, dict, bool]:
+def _plan_as_is(src: Bundle, json_name: str) -> tuple[BundlePlan, dict, bool]:
     groups, shards, sources, renamed = [], [], {}, False
     base = 0
     for g, group in enumerate(src.doc.weights_manifest):
@@ -266,7 +233,7 @@ def _plan_cuts(
     return BundlePlan(json_name, tuple(groups), tuple(shards))
 
 
-def default_shard_size(src: SourceBundle) -> int:
+def default_shard_size(src: Bundle) -> int:
     """The source's shard size when it is sharded, else the converter default."""
     sharded = [max(sizes) for sizes in src.sizes if len(sizes) > 1]
     return max(sharded) if sharded else DEFAULT_SHARD_SIZE
@@ -357,7 +324,7 @@ class CopyOutcome:
     weight_bytes: int
 
 
-async def _string_lengths(reader: _Reader, src: SourceBundle, g: int) -> dict[str, int]:
+async def _string_lengths(reader: _Reader, src: Bundle, g: int) -> dict[str, int]:
     """Byte lengths of a group's string weights (reads the group once)."""
     specs = src.doc.weights_manifest[g].weights
     return string_lengths(specs, await reader.group(g), where=src.json_path)
@@ -374,7 +341,7 @@ def _bases(totals: Sequence[int]) -> list[int]:
 class _Job:
     """One copy: the plan, where each planned shard's bytes come from, the final specs."""
 
-    def __init__(self, src: SourceBundle, reader: _Reader, recode: _Recode):
+    def __init__(self, src: Bundle, reader: _Reader, recode: _Recode):
         self.src, self.reader, self.recode = src, reader, recode
         self.renamed = True
         self.specs = [list(g.weights) for g in src.doc.weights_manifest]
@@ -392,7 +359,7 @@ class _Job:
     def reshard(self, json_name: str, shard_size: int) -> None:
         """Same bytes, new blind cuts, assembled from range reads."""
         doc = self.src.doc
-        totals = self.src.group_totals
+        totals = [sum(sizes) for sizes in self.src.sizes]
         self.plan = _plan_cuts(
             totals, self.specs, [g.extra for g in doc.weights_manifest], json_name, shard_size
         )
@@ -408,11 +375,8 @@ class _Job:
         """New weight encodings, one group in memory at a time."""
         src, recode, doc = self.src, self.recode, self.src.doc
         totals = []
-        lengths = src.string_lengths
         for group in doc.weights_manifest:
-            sizes = [
-                recode.new_length(s, lengths.get(s.name, s.byte_length)) for s in group.weights
-            ]
+            sizes = [recode.new_length(s, src.index[s.name].nbytes) for s in group.weights]
             totals.append(sum(sizes))
         extras = [g.extra for g in doc.weights_manifest]
         self.plan = _plan_cuts(totals, self.specs, extras, json_name, shard_size)
@@ -444,8 +408,8 @@ class _Job:
         """model.json for the final groups: the source's own bytes when nothing changed."""
         doc = self.src.doc
         same_paths = [g.paths for g in groups] == [g.paths for g in doc.weights_manifest]
-        if not self.renamed and same_paths and self.src.raw is not None:
-            return self.src.raw
+        if not self.renamed and same_paths and self.src.json_bytes is not None:
+            return self.src.json_bytes
         final = tuple(
             WeightGroup(g.paths, tuple(self.specs[i]), g.extra) for i, g in enumerate(groups)
         )
@@ -453,7 +417,7 @@ class _Job:
 
 
 async def copy_bundle(
-    src: SourceBundle,
+    src: Bundle,
     dfs: Any,
     folder: str,
     json_name: str,

@@ -3,7 +3,7 @@
 Needs the ``dask`` extra (``pandas``; ``dask[distributed]`` for clusters).
 
 Every job starts with **one recursive listing** of the prefix on the caller's
-side (:func:`tfjsfs.model.manage.find_bundles`), which finds the bundles and the size
+side (:func:`tfjsfs.model.discovery.find_bundles`), which finds the bundles and the size
 of every file. The bundles are then cut into chunks, and each chunk runs as one
 task: on a ``dask.distributed`` cluster when ``client=`` is given (a
 :class:`distributed.Client` or a scheduler address), else on local threads.
@@ -32,10 +32,13 @@ from .._util.concurrency import gather_bounded
 from .._util.options import storage_options_of
 from ..errors import TFJSError
 from ..format.manifest import ModelJSON
+from ..format.summary import weight_dtypes
 from ..io.bundle import read_json_bytes
+from ..io.found import FoundBundle
 from ..io.resolve import resolve
 from ..io.shardurls import resolve_shard_paths
-from .manage import BundleListing, copy_model_async, find_bundles
+from .copying import copy_model_async
+from .discovery import find_bundles
 from .verify import Problem, check_bundle, failures, verify_model_async
 
 __all__ = ["SCAN_COLUMNS", "copy_all", "destination", "discover", "scan", "verify_all"]
@@ -127,7 +130,7 @@ def _frame(rows: list[dict], columns: list[str], key: str):
     return frame.sort_values(key, kind="stable").reset_index(drop=True)
 
 
-def discover(prefix: str, storage_options: Mapping[str, Any]) -> list[BundleListing]:
+def discover(prefix: str, storage_options: Mapping[str, Any]) -> list[FoundBundle]:
     """Every bundle under *prefix* from one recursive listing (model JSON not read)."""
     fs, path = resolve(prefix, **storage_options)
     return sync(get_loop(), find_bundles, fs, path, os.fspath(prefix), read=False)
@@ -143,8 +146,8 @@ def _summary(url: str, doc: ModelJSON | None, sizes: Mapping[str, int], json_pat
         return row
     specs = doc.weight_specs
     row.update(format=doc.format, generatedBy=doc.generated_by, weights=len(specs))
-    row["dtypes"] = ",".join(sorted({s.dtype for s in specs}))
-    row["quantization"] = ",".join(sorted({s.quantization.dtype for s in specs if s.quantization}))
+    dtypes, quantized = weight_dtypes(specs)
+    row.update(dtypes=",".join(dtypes), quantization=",".join(quantized))
     paths = [p for g in doc.weights_manifest for p in g.paths]
     row["shards"] = len(paths)
     located = resolve_shard_paths(doc, json_path, carry_query=False, strict=False)
@@ -231,7 +234,7 @@ def scan(
     """
     storage_options = storage_options_of(storage_options, deprecated_options, "scan")
     found = discover(prefix, storage_options)
-    items = [(b.url, b.json_path, b.shard_sizes()) for b in found]
+    items = [(b.name, b.json_path, b.listed_sizes()) for b in found]
     rows = _run_tasks(
         _scan_chunk,
         items,
@@ -298,7 +301,7 @@ def verify_all(
     """
     storage_options = storage_options_of(storage_options, deprecated_options, "verify_all")
     if isinstance(targets, (str, os.PathLike)):
-        urls = [b.url for b in discover(os.fspath(targets), storage_options)]
+        urls = [b.name for b in discover(os.fspath(targets), storage_options)]
     else:
         urls = [os.fspath(t) for t in targets]
     rows = _run_tasks(
@@ -323,10 +326,10 @@ def destination(src_prefix: str, dst_prefix: str, url: str) -> str:
     return dst_prefix.rstrip("/") + rel
 
 
-def _json_url(bundle: BundleListing) -> str:
-    if bundle.url.endswith(".json"):
-        return bundle.url
-    return bundle.url.rstrip("/") + "/" + bundle.json_path.rsplit("/", 1)[-1]
+def _json_url(bundle: FoundBundle) -> str:
+    if bundle.name.endswith(".json"):
+        return bundle.name
+    return bundle.name.rstrip("/") + "/" + bundle.json_path.rsplit("/", 1)[-1]
 
 
 def _copy_chunk(chunk: list[tuple[str, str, str]], *, copy_options: dict) -> list[dict]:
@@ -394,7 +397,8 @@ def copy_all(
     d_opts = {**storage_options, **dict(dst_options or {})}
     found = discover(src_prefix, s_opts)
     pairs = [
-        (b.url, destination(os.fspath(src_prefix), dst_prefix, b.url), _json_url(b)) for b in found
+        (b.name, destination(os.fspath(src_prefix), dst_prefix, b.name), _json_url(b))
+        for b in found
     ]
     copy_options = {
         "overwrite": overwrite,

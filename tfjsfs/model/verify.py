@@ -29,7 +29,6 @@ plus warnings in strict mode.
 from __future__ import annotations
 
 import dataclasses
-import posixpath
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -48,9 +47,10 @@ from ..errors import (
 from ..format.codec import decode_weight, weight_extents
 from ..format.manifest import ModelJSON, WeightIndex, parse_json
 from ..format.rules import ERROR, WARNING, Findings, check_model_json
-from ..io.bundle import read_json_bytes
+from ..io.bundle import Bundle, read_json_bytes
 from ..io.fetch import locate_model_json
-from ..io.location import listing_key, locate_shard
+from ..io.found import list_folder
+from ..io.location import locate_shard
 from ..io.resolve import resolve
 from ..io.shardurls import resolve_shard_paths
 
@@ -140,17 +140,6 @@ def check_manifest(
 # ----------------------------------------------------------------- shards
 
 
-@dataclass
-class _Located:
-    json_path: str
-    doc: ModelJSON
-    shard_paths: list[list[str]]
-
-    @property
-    def folder(self) -> str:
-        return posixpath.dirname(self.json_path)
-
-
 async def _read_shard(fs: Any, path: str, expected: int, json_path: str) -> bytes:
     try:
         data = await fs._cat_file(path)
@@ -164,7 +153,7 @@ async def _read_shard(fs: Any, path: str, expected: int, json_path: str) -> byte
 
 
 async def _sizes(
-    fs: Any, bundle: _Located, listed: Mapping[str, int] | None
+    fs: Any, bundle: Bundle, listed: Mapping[str, int] | None
 ) -> dict[str, int | None]:
     """Size of every shard (None when missing): from *listed*, one ``ls``, then ``info``."""
     wanted = {p for group in bundle.shard_paths for p in group}
@@ -173,12 +162,7 @@ async def _sizes(
         if listed and path in listed:
             sizes[path] = listed[path]
     if len(sizes) < len(wanted) and listed is None:
-        try:
-            entries = await fs._ls(bundle.folder, detail=True)
-        except (FileNotFoundError, NotImplementedError, NotADirectoryError, OSError):
-            entries = []
-        for e in entries:
-            name = listing_key(e["name"])
+        for name, e in (await list_folder(fs, bundle.json_path)).items():
             if name in wanted and e.get("type") == "file" and e.get("size") is not None:
                 sizes[name] = int(e["size"])
 
@@ -269,7 +253,7 @@ async def check_bundle(
         )
     except TFJSError as exc:
         return [*problems, Problem(json_path, str(exc).split(": ", 1)[-1])]
-    bundle = _Located(json_path, doc, shard_paths)
+    bundle = Bundle(json_path, doc, shard_paths, fs=fs)
     sizes = await _sizes(fs, bundle, listed)
     missing = sorted(p for p, s in sizes.items() if s is None)
     if missing:
@@ -298,7 +282,7 @@ async def check_bundle(
 
 
 async def _check_bytes(
-    fs: Any, bundle: _Located, group_sizes: list[list[int]], values: bool, concurrency: int
+    fs: Any, bundle: Bundle, group_sizes: list[list[int]], values: bool, concurrency: int
 ) -> list[Problem]:
     """Byte counts per group (strings walked), then values, one group at a time."""
     doc, json_path = bundle.doc, bundle.json_path

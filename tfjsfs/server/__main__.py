@@ -43,9 +43,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         storage_options = parse_options(args.options)
         options = serve_options(args)
-    except CLIError as exc:
+        serve(args.store, args.host, args.port, storage_options=storage_options, **options)
+    except CLIError as exc:  # bad options, or a store that cannot do what they ask
         parser.error(str(exc))
-    serve(args.store, args.host, args.port, storage_options=storage_options, **options)
     return 0
 
 

@@ -40,6 +40,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from aiohttp import web
+from fsspec.asyn import get_loop, sync
 
 from .access import (
     ACCESS_KEY,
@@ -61,7 +62,7 @@ from .middleware import (
     security_headers,
     upload_middleware,
 )
-from .modelstore import ModelStore
+from .modelstore import MODEL_JSON, ModelStore
 from .names import without_credentials
 from .options import (
     DEFAULT_GRACE_PERIOD,
@@ -72,6 +73,7 @@ from .options import (
     DEFAULT_UPLOAD_IDLE_TIMEOUT,
     TOKEN_ENV,
 )
+from .presign import check_signing
 from .routes import CONFIG_KEY, DEFAULT_MAX_UPLOAD_BYTES, STORE_KEY, ServerConfig, add_routes
 from .spools import sweep_spools
 from .upload import DEFAULT_MAX_JSON_BYTES, DEFAULT_SPOOL_MEMORY
@@ -120,6 +122,8 @@ def create_app(
     max_uploads: int = DEFAULT_MAX_UPLOADS,
     upload_idle_timeout: float = DEFAULT_UPLOAD_IDLE_TIMEOUT,
     grace_period: float = DEFAULT_GRACE_PERIOD,
+    sendfile: bool = True,
+    redirect_reads: float | None = None,
     create_only: bool = False,
 ) -> web.Application:
     """The model server application.
@@ -169,6 +173,13 @@ def create_app(
     grace_period : float
         Seconds replaced and deleted weight files (and a crash's leftovers)
         stay before they are swept (see :class:`ModelStore`).
+    sendfile : bool
+        Send the files of a local folder store with the kernel's sendfile
+        (False: read them in steps and write them, as for other stores).
+    redirect_reads : float, optional
+        Answer weight file GETs with ``307`` to a URL the store presigned,
+        valid this many seconds (S3 and GCS stores; model.json is still
+        served here). The server refuses to start if the store cannot sign.
     create_only : bool
         Uploads never replace a model: as if every one sent ``If-None-Match: *``
         (412 when the name exists). Enforced by the store's create-only write,
@@ -189,6 +200,9 @@ def create_app(
         store = ModelStore(
             os.fspath(store_url), storage_options, reshard=reshard, grace_period=grace_period
         )
+    if redirect_reads:  # refused now, not at the first shard GET
+        probe = f"{store.root.rstrip('/')}/{MODEL_JSON}"
+        sync(get_loop(), check_signing, store.fs, probe, store.label)
     access = AccessPolicy.build(allowed_origins, allowed_hosts, host)
     app = web.Application(
         middlewares=[
@@ -206,7 +220,15 @@ def create_app(
     app[REDACT_KEY] = _store_locations(store)
     app.on_response_prepare.append(security_headers)
     app[CONFIG_KEY] = ServerConfig(
-        token, read_token, max_upload_bytes, max_json_bytes, spool_memory, spool_dir, create_only
+        token,
+        read_token,
+        max_upload_bytes,
+        max_json_bytes,
+        spool_memory,
+        spool_dir,
+        sendfile,
+        redirect_reads or None,
+        create_only,
     )
 
     later: list[asyncio.TimerHandle] = []

@@ -247,15 +247,54 @@ def setup_bridge(
     """
     models = _store(store, storage_options, reshard)
     app[BRIDGE_KEY] = models
-    prefix = "/" + prefix.strip("/")
+    bridge = _Bridge(models, "/" + prefix.strip("/"), max_upload_bytes, read_only, authorize)
+    _add_cors(app, bridge.add_routes(app.router))
+    return models
+
+
+class _Bridge:
+    """The bridge's request handlers, for one store under one URL prefix."""
+
+    def __init__(
+        self,
+        models: ModelStore,
+        prefix: str,
+        max_upload_bytes: int,
+        read_only: bool,
+        authorize: Callable[[web.Request], Any] | None,
+    ):
+        self.models = models
+        self.prefix = prefix
+        self.max_upload_bytes = max_upload_bytes
+        self.read_only = read_only
+        self.authorize = authorize
+
+    def add_routes(self, router: web.UrlDispatcher) -> list[Any]:
+        """Add the page, its script and the JSON API under the prefix; the routes added."""
+        prefix = self.prefix
+        return [
+            router.add_get(prefix, self.page),
+            router.add_get(prefix + "/", self.page),
+            router.add_get(prefix + "/bridge.js", self.script),
+            router.add_get(prefix + "/api/models", json_errors(self.list_models)),
+            router.add_get(prefix + "/api/models/{name:.+}", json_errors(self.get_model)),
+            router.add_post(prefix + "/api/models/{name:.+}", json_errors(self.post_model)),
+            router.add_get(
+                prefix + "/api/weights/{name:.+}",
+                json_errors(self.get_weights),
+                name="tfjsfs-bridge-weights",
+            ),
+        ]
 
     @public
-    async def page(request: web.Request) -> web.Response:
-        html = _static("bridge.html").decode().replace("__PREFIX__", prefix)
+    async def page(self, request: web.Request) -> web.Response:
+        """``GET {prefix}``: the bridge page."""
+        html = _static("bridge.html").decode().replace("__PREFIX__", self.prefix)
         return web.Response(text=html, content_type="text/html", charset="utf-8")
 
     @public
-    async def script(request: web.Request) -> web.Response:
+    async def script(self, request: web.Request) -> web.Response:
+        """``GET {prefix}/bridge.js``: the page's script."""
         return web.Response(
             body=_static("bridge.js"),
             content_type="text/javascript",
@@ -263,8 +302,8 @@ def setup_bridge(
             headers={"Cache-Control": "no-cache"},
         )
 
-    @json_errors
-    async def list_models(request: web.Request) -> web.Response:
+    async def list_models(self, request: web.Request) -> web.Response:
+        """``GET {prefix}/api/models``: the store's models that parse."""
         listed = [
             {
                 "name": summary.name,
@@ -272,17 +311,17 @@ def setup_bridge(
                 "weights": summary.weight_count,
                 "modelArtifactsInfo": summary.info.to_json(),
             }
-            for summary in await models.list()
+            for summary in await self.models.list()
             if summary.doc is not None
         ]
         return web.json_response(
-            {"store": store_name(models.root), "readOnly": read_only, "models": listed}
+            {"store": store_name(self.models.root), "readOnly": self.read_only, "models": listed}
         )
 
-    @json_errors
-    async def get_model(request: web.Request) -> web.Response:
+    async def get_model(self, request: web.Request) -> web.Response:
+        """``GET {prefix}/api/models/{name}``: the artifacts without weight data."""
         name = request.match_info["name"]
-        stored = await read_stored(models, name)
+        stored = await read_stored(self.models, name)
         artifacts = ModelArtifacts.from_model_json(stored.doc)
         weights_url = request.app.router["tfjsfs-bridge-weights"].url_for(name=name)
         return web.json_response(
@@ -296,20 +335,20 @@ def setup_bridge(
             }
         )
 
-    @json_errors
-    async def get_weights(request: web.Request) -> web.StreamResponse:
+    async def get_weights(self, request: web.Request) -> web.StreamResponse:
+        """``GET {prefix}/api/weights/{name}?v=...``: the weight data, streamed."""
         return await send_weights(
-            request, models, request.match_info["name"], request.query.get("v")
+            request, self.models, request.match_info["name"], request.query.get("v")
         )
 
-    @json_errors
-    async def post_model(request: web.Request) -> web.Response:
-        if read_only:
+    async def post_model(self, request: web.Request) -> web.Response:
+        """``POST {prefix}/api/models/{name}``: store a browser model (TF.js's upload form)."""
+        if self.read_only:
             return json_error(
                 405, "this server is read-only: pushing models is disabled", "read-only"
             )
-        if authorize is not None:
-            result = authorize(request)
+        if self.authorize is not None:
+            result = self.authorize(request)
             if asyncio.iscoroutine(result):
                 await result
         name = check_name(request.match_info["name"])
@@ -318,16 +357,15 @@ def setup_bridge(
         upload = await read_upload(
             request.headers,
             request.content,
-            max_bytes=max_upload_bytes,
+            max_bytes=self.max_upload_bytes,
             max_json_bytes=config.max_json_bytes,
             spool_memory=config.spool_memory,
             spool_dir=config.spool_dir,
         )
         with upload as up:
-            artifacts = up.artifacts
             try:
-                result = await models.save(
-                    name, artifacts, overwrite=overwrite, spool_path=up.spool.path
+                result = await self.models.save(
+                    name, up.artifacts, overwrite=overwrite, spool_path=up.spool.path
                 )
             except BundleExistsError:
                 return json_error(
@@ -339,25 +377,10 @@ def setup_bridge(
             {
                 "name": name,
                 "modelArtifactsInfo": result.model_artifacts_info.to_json(),
-                "files": models.relative_files(name, result.files),
+                "files": self.models.relative_files(name, result.files),
             },
             status=201,
         )
-
-    router = app.router
-    routes = [
-        router.add_get(prefix, page),
-        router.add_get(prefix + "/", page),
-        router.add_get(prefix + "/bridge.js", script),
-        router.add_get(prefix + "/api/models", list_models),
-        router.add_get(prefix + "/api/models/{name:.+}", get_model),
-        router.add_post(prefix + "/api/models/{name:.+}", post_model),
-        router.add_get(
-            prefix + "/api/weights/{name:.+}", get_weights, name="tfjsfs-bridge-weights"
-        ),
-    ]
-    _add_cors(app, routes)
-    return models
 
 
 def _add_cors(app: web.Application, routes: list[Any]) -> None:

@@ -24,26 +24,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as _dt
+import dataclasses
 import hashlib
 import logging
 import posixpath
 import weakref
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from fsspec.asyn import get_loop
 
 from .._util.concurrency import gather_bounded
-from .._util.entries import modified_time, version_key
+from .._util.entries import version_key
 from ..errors import ManifestError, ModelNotFoundError, UnsafePathError
-from ..format.artifacts import ModelArtifacts, ModelArtifactsInfo, SaveResult
+from ..format.artifacts import ModelArtifacts, SaveResult
 from ..format.layouts import DEFAULT_SHARD_SIZE, MODEL_JSON, ShardPlan, plan_bundle
 from ..format.manifest import ModelJSON, WeightGroup
 from ..io.conditional import Snapshot
-from ..io.location import locate_shard, name_in_folder
+from ..io.found import FoundBundle, files_below
+from ..io.location import locate_shard
 from ..io.resolve import resolve
 from ..io.writer import (
     RETIRED_PREFIX,
@@ -57,11 +57,12 @@ from ..io.writer import (
 from .names import check_name, without_credentials
 from .opened import OpenedFile, open_local
 from .options import DEFAULT_GRACE_PERIOD
+from .presign import presigned_url
+from .spools import place_spool
 
 __all__ = [
     "DEFAULT_GRACE_PERIOD",
     "MODEL_JSON",
-    "BundleSummary",
     "ModelStore",
     "OpenedFile",
     "check_name",
@@ -128,77 +129,9 @@ def topology_summary(doc: ModelJSON) -> dict[str, Any]:
     return out
 
 
-@dataclass
-class BundleSummary:
-    """What the server tells about one bundle (from model.json and a listing).
-
-    Attributes
-    ----------
-    name : str
-    json_path : str
-        Inner path of model.json.
-    json_size : int
-    saved : datetime or None
-        model.json's modification time.
-    doc : ModelJSON or None
-        None when model.json could not be parsed (see ``error``).
-    shard_sizes : dict
-        Each manifest path (normalised, relative to the bundle) and its
-        size, or None when the file is missing.
-    error : str or None
-    """
-
-    name: str
-    json_path: str
-    json_size: int
-    saved: _dt.datetime | None
-    doc: ModelJSON | None = None
-    shard_sizes: dict[str, int | None] = field(default_factory=dict)
-    error: str | None = None
-    _info: ModelArtifactsInfo | None = field(default=None, repr=False)
-
-    @property
-    def weight_count(self) -> int:
-        """Number of weights in the manifest."""
-        return len(self.doc.weight_specs) if self.doc else 0
-
-    @property
-    def weight_bytes(self) -> int:
-        """Bytes in the weight files present."""
-        return sum(s for s in self.shard_sizes.values() if s is not None)
-
-    @property
-    def size(self) -> int:
-        """model.json plus every weight file present."""
-        return self.json_size + self.weight_bytes
-
-    @property
-    def missing(self) -> list[str]:
-        """Weight files the manifest names that do not exist."""
-        return [p for p, s in self.shard_sizes.items() if s is None]
-
-    @property
-    def format(self) -> str | None:
-        """model.json's ``format``."""
-        return self.doc.format if self.doc else None
-
-    @property
-    def info(self) -> ModelArtifactsInfo:
-        """The bundle's ``ModelArtifactsInfo`` (dated by model.json's mtime)."""
-        if self._info is None:
-            date = self.saved or _dt.datetime.now(_dt.UTC)
-            doc = self.doc
-            if doc is None:
-                self._info = ModelArtifactsInfo(date)
-            else:
-                self._info = ModelArtifactsInfo.count(
-                    doc.model_topology, doc.weight_specs, self.weight_bytes, date
-                )
-        return self._info
-
-
 class _LocalFile:
-    """A shard body that is a whole local file: uploaded with ``_put_file``."""
+    """A shard body that is a whole local file: uploaded with ``_put_file``, or
+    linked into a local store (:func:`place_spool`)."""
 
     def __init__(self, path: str, size: int):
         self.path = path
@@ -219,6 +152,9 @@ class _PutLocalFiles:
 
     async def _pipe_file(self, path: str, data: Any, **kwargs: Any) -> Any:
         if isinstance(data, _LocalFile):
+            if is_local(self._fs):  # linked into place: the bytes are written once
+                exclusive = kwargs.get("mode") == "create"
+                return await asyncio.to_thread(place_spool, data.path, path, exclusive)
             return await self._fs._put_file(data.path, path, **kwargs)
         return await self._fs._pipe_file(path, data, **kwargs)
 
@@ -262,7 +198,7 @@ class ModelStore:
         else:
             self.shard_size = int(reshard)
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
-        self._summaries: dict[str, tuple[tuple, BundleSummary]] = {}
+        self._summaries: dict[str, tuple[tuple, FoundBundle]] = {}
         self._served: dict[str, set[str]] = {}  # weight files a served model.json named
         self._served_tags: set[tuple[str, str | None]] = set()
         self.grace_period = max(0.0, float(grace_period))
@@ -398,86 +334,61 @@ class ModelStore:
     # ------------------------------------------------------------- reading
 
     async def _summary(
-        self, name: str, json_info: Mapping[str, Any], files: dict
-    ) -> BundleSummary:
-        """Summary of a bundle; model.json is re-read only when it changed."""
+        self, name: str, json_info: Mapping[str, Any], files: dict[str, Mapping[str, Any]]
+    ) -> FoundBundle:
+        """Bundle *name* with the listed *files*; model.json is re-read only when it changed."""
         json_path = json_info["name"]
         key = version_key(json_info)
+        files = {**files, json_path: json_info}
         cached = self._summaries.get(json_path)
         if cached is None or cached[0] != key:
-            summary = BundleSummary(
-                name, json_path, int(json_info.get("size") or 0), modified_time(json_info)
-            )
+            found = FoundBundle(name, json_path, files)
             try:
                 data = await self.fs._cat_file(json_path)
-                summary.json_size = len(data)
-                summary.doc = ModelJSON.parse(data, f"{name}/{MODEL_JSON}", require_topology=False)
+                found.json_size = len(data)
+                found.doc = ModelJSON.parse(data, f"{name}/{MODEL_JSON}", require_topology=False)
             except (ManifestError, UnsafePathError) as exc:
-                summary.error = str(exc)
+                found.error = str(exc)
             except FileNotFoundError:
                 raise ModelNotFoundError(f"no model named {name!r}") from None
-            self._summaries[json_path] = (key, summary)
-        else:
-            summary = cached[1]
-        shard_sizes: dict[str, int | None] = {}
-        for path in self._shard_paths(summary):
-            shard_sizes[path] = files.get(path)
-        out = BundleSummary(
-            summary.name,
-            summary.json_path,
-            summary.json_size,
-            summary.saved,
-            summary.doc,
-            shard_sizes,
-            summary.error,
-        )
-        return out
-
-    @staticmethod
-    def _shard_paths(summary: BundleSummary) -> list[str]:
-        out = []
-        for group in summary.doc.weights_manifest if summary.doc else ():
-            for path in group.paths:
-                name = name_in_folder(path, summary.json_path)
-                if name is not None:
-                    out.append(name)
-        return out
+            self._summaries[json_path] = (key, dataclasses.replace(found, files={}))
+            return found
+        return dataclasses.replace(cached[1], files=files)
 
     def _relative(self, path: str) -> str | None:
         prefix = self.root.rstrip("/") + "/"
         path = path.rstrip("/")
         return path[len(prefix) :] if path.startswith(prefix) else None
 
-    async def _list(self) -> list[BundleSummary]:
+    async def _list(self) -> list[FoundBundle]:
         try:
             found = await self.fs._find(self.root, withdirs=False, detail=True)
         except (FileNotFoundError, NotADirectoryError):
             found = {}
-        folders: dict[str, dict[str, int]] = {}
-        json_infos: dict[str, Mapping[str, Any]] = {}
-        for path, info in found.items():
-            rel = self._relative(info.get("name", path))
+        files = {p.rstrip("/"): e for p, e in found.items()}
+        paths = sorted(files)
+        json_paths: dict[str, str] = {}
+        for path in paths:
+            rel = self._relative(files[path].get("name", path))
             if rel is None:
                 continue
             folder, base = posixpath.split(rel)
-            sizes = folders.setdefault(folder, {})
-            size = info.get("size")
-            sizes[base] = int(size) if size is not None else 0
-            if base == MODEL_JSON and folder:
-                json_infos[folder] = info
-        names = sorted(n for n in json_infos if _is_listable(n))
+            if base == MODEL_JSON and folder and _is_listable(folder):
+                json_paths[folder] = path
+        names = sorted(json_paths)
 
-        async def one(name: str) -> BundleSummary | None:
-            files = _LazyFiles(folders, name)
+        async def one(name: str) -> FoundBundle | None:
+            json_path = json_paths[name]
+            below = files_below(files, paths, posixpath.dirname(json_path))
             try:
-                return await self._summary(name, json_infos[name], files)
+                return await self._summary(name, files[json_path], below)
             except ModelNotFoundError:
                 return None  # deleted while listing
 
         summaries = await gather_bounded((one(n) for n in names), READ_CONCURRENCY)
         return [s for s in summaries if s is not None]
 
-    async def list(self) -> list[BundleSummary]:
+    async def list(self) -> list[FoundBundle]:
         """Every bundle in the store, found with one recursive listing.
 
         Only model.json files that are new or changed since the last call
@@ -485,7 +396,7 @@ class ModelStore:
         """
         return await self.io(self._list())
 
-    async def _describe(self, name: str) -> BundleSummary:
+    async def _describe(self, name: str) -> FoundBundle:
         json_path = self.json_path(name)
         try:
             info = await self.fs._info(json_path)
@@ -498,20 +409,18 @@ class ModelStore:
             listing = await self.fs._ls(folder, detail=True, refresh=True)
         except FileNotFoundError:
             listing = []
-        files = {
-            posixpath.basename(e["name"].rstrip("/")): int(e.get("size") or 0)
-            for e in listing
-            if e.get("type") == "file"
-        }
+        files = {e["name"].rstrip("/"): e for e in listing if e.get("type") == "file"}
         summary = await self._summary(name, {**info, "name": json_path}, files)
-        for path, size in summary.shard_sizes.items():
-            if size is None and "/" in path:  # shards in a sub-folder: ask for each
+        found = {}
+        for path in summary.missing:
+            if "/" in path:  # shards in a sub-folder: ask for each
                 with contextlib.suppress(FileNotFoundError):
-                    sub = await self.fs._info(posixpath.join(folder, path))
-                    summary.shard_sizes[path] = int(sub.get("size") or 0)
-        return summary
+                    inner = posixpath.join(folder, path)
+                    sub = await self.fs._info(inner)
+                    found[inner] = {**sub, "size": int(sub.get("size") or 0)}
+        return dataclasses.replace(summary, files={**summary.files, **found}) if found else summary
 
-    async def describe(self, name: str) -> BundleSummary:
+    async def describe(self, name: str) -> FoundBundle:
         """The summary of one bundle.
 
         Raises
@@ -533,11 +442,28 @@ class ModelStore:
             except FileNotFoundError:
                 raise ModelNotFoundError(f"no model named {name!r}") from None
             summary = await self._summary(name, {**info, "name": json_path}, {})
-            names = self._shard_paths(summary)
+            names = summary.shard_names()
             self._served.setdefault(json_path, set()).update(names)
             if file not in names:
                 raise ModelNotFoundError(f"model {name!r} has no weight file {file!r}")
         return posixpath.join(self.folder(name), file)
+
+    async def presign(self, name: str, file: str, expires: float) -> str:
+        """A presigned GET URL of a bundle file, valid for *expires* seconds.
+
+        Raises
+        ------
+        ModelNotFoundError
+            No such bundle, or *file* is not one of its files.
+        NotImplementedError
+            The store cannot sign URLs.
+        """
+        check_name(name)
+
+        async def sign() -> str:
+            return await presigned_url(self.fs, await self._check_file(name, file), expires)
+
+        return await self.io(sign())
 
     def weight_files(self, name: str, doc: ModelJSON) -> list[str]:
         """The weight files *doc* (bundle *name*'s model.json) names, in manifest order,
@@ -568,8 +494,8 @@ class ModelStore:
             doc = ModelJSON.parse(data, f"{name}/{MODEL_JSON}", require_topology=False)
         except (ManifestError, UnsafePathError):
             return
-        summary = BundleSummary(name, json_path, 0, None, doc)
-        self._served.setdefault(json_path, set()).update(self._shard_paths(summary))
+        found = FoundBundle(name, json_path, doc=doc)
+        self._served.setdefault(json_path, set()).update(found.shard_names())
         self._served_tags.add(key)
 
     async def _open(self, name: str, file: str) -> OpenedFile:
@@ -599,6 +525,11 @@ class ModelStore:
             No such bundle, or *file* is not one of its files.
         """
         check_name(name)
+        if is_local(self.fs) and (
+            file == MODEL_JSON or file in self._served.get(self.json_path(name), ())
+        ):
+            # nothing to ask the store: opened from the caller's loop (no hop to fsspec's)
+            return await self._open(name, file)
         return await self.io(self._open(name, file))
 
     async def file(self, name: str, file: str) -> tuple[str, dict[str, Any]]:
@@ -649,10 +580,9 @@ class ModelStore:
         else:
             plan = plan_bundle(artifacts, "upload")
         data = memoryview(artifacts.weight_data).cast("B")
-        local = is_local(self.fs)
 
         async def shard_bytes(shard: ShardPlan) -> Any:
-            if spool_path and not local and shard.start == 0 and shard.end == len(data):
+            if spool_path and shard.start == 0 and shard.end == len(data):
                 return _LocalFile(spool_path, len(data))  # streamed, never read whole
             return data[shard.start : shard.end]
 
@@ -724,10 +654,10 @@ class ModelStore:
         async with self.lock(name):
             return await self.io(self._save(name, artifacts, spool_path, overwrite, precondition))
 
-    async def _delete(self, name: str) -> BundleSummary:
+    async def _delete(self, name: str) -> FoundBundle:
         summary = await self._describe(name)
         folder = self.folder(name)
-        shards = self._shard_paths(summary)
+        shards = summary.shard_names()
 
         async def retire() -> None:
             if self.grace_period > 0:
@@ -752,7 +682,7 @@ class ModelStore:
                 await self.fs._rmdir(folder)  # only when empty
         return summary
 
-    async def delete(self, name: str) -> BundleSummary:
+    async def delete(self, name: str) -> FoundBundle:
         """Remove bundle *name*: model.json first, then its weight files.
 
         The weight files go at once without a grace period, else once it is
@@ -769,18 +699,3 @@ def _is_listable(name: str) -> bool:
     except UnsafePathError:
         return False
     return True
-
-
-class _LazyFiles(dict):
-    """``{relative path: size}`` of a bundle folder, looked up in the one listing."""
-
-    def __init__(self, folders: Mapping[str, Mapping[str, int]], name: str):
-        super().__init__(folders.get(name, {}))
-        self._folders = folders
-        self._name = name
-
-    def get(self, key: str, default: Any = None) -> Any:
-        if "/" not in key:
-            return super().get(key, default)
-        sub, base = posixpath.split(key)
-        return self._folders.get(posixpath.join(self._name, sub), {}).get(base, default)

@@ -26,6 +26,7 @@ __all__ = [
     "DEFAULT_HOST",
     "DEFAULT_MAX_UPLOADS",
     "DEFAULT_PORT",
+    "DEFAULT_REDIRECT_EXPIRY",
     "DEFAULT_SHUTDOWN_TIMEOUT",
     "DEFAULT_STORE",
     "DEFAULT_UPLOAD_IDLE_TIMEOUT",
@@ -45,6 +46,8 @@ DEFAULT_MAX_UPLOADS = 64
 DEFAULT_UPLOAD_IDLE_TIMEOUT = 30.0
 #: Seconds replaced and deleted weight files stay readable (as ModelStore's default).
 DEFAULT_GRACE_PERIOD = 60.0
+#: Seconds a ``--redirect-reads`` URL stays valid (as :mod:`.presign`'s default).
+DEFAULT_REDIRECT_EXPIRY = 300
 #: Environment variable holding the write token.
 TOKEN_ENV = "TFJSFS_TOKEN"
 #: Environment variable holding the read token.
@@ -135,6 +138,25 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
         help="store uploads in the converter layout (4MiB shards, or SIZE)",
     )
     p.add_argument("--spool-dir", metavar="DIR", help="folder for spooling large uploads")
+    p.add_argument(
+        "--redirect-reads",
+        type=float,
+        nargs="?",
+        const=DEFAULT_REDIRECT_EXPIRY,
+        default=None,
+        metavar="SECONDS",
+        help="S3/GCS stores: answer weight file GETs with a 307 redirect to a URL the "
+        "store presigns, valid SECONDS (default "
+        f"{DEFAULT_REDIRECT_EXPIRY}), so bytes flow from the bucket to the client; "
+        "model.json is still served here",
+    )
+    p.add_argument(
+        "--no-sendfile",
+        dest="sendfile",
+        action="store_false",
+        help="read and write local files in steps instead of sending them with the "
+        "kernel's sendfile (for file systems where sendfile misbehaves)",
+    )
     p.add_argument(
         "--max-uploads",
         type=int,
@@ -233,6 +255,8 @@ def serve_options(
         "max_uploads": args.max_uploads,
         "upload_idle_timeout": args.upload_idle_timeout,
         "grace_period": args.grace_period,
+        "sendfile": args.sendfile,
+        "redirect_reads": args.redirect_reads,
         "create_only": args.create_only,
     }
     if args.max_upload_bytes is not None:

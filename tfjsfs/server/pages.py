@@ -24,7 +24,7 @@ from aiohttp import web
 
 from ..format.layout_view import layer_of, loader_call
 from ..format.summary import human_size
-from .modelstore import BundleSummary
+from ..io.found import FoundBundle
 
 __all__ = [
     "index_html",
@@ -93,7 +93,7 @@ def _upload_form() -> str:
     )
 
 
-def index_html(base: str, store: str, summaries: Sequence[BundleSummary]) -> str:
+def index_html(base: str, store: str, summaries: Sequence[FoundBundle]) -> str:
     """The index: a filterable, sortable table of models, their total size, an
     upload form, and how to save and load one.
 
@@ -104,7 +104,7 @@ def index_html(base: str, store: str, summaries: Sequence[BundleSummary]) -> str
         address, never from the ``Host`` header).
     store : str
         What clients are told about the store (its name, not its location).
-    summaries : sequence of BundleSummary
+    summaries : sequence of FoundBundle
     """
     e = html.escape
     rows = []

@@ -34,8 +34,14 @@
 
 Each file is sent from one opened handle (:meth:`ModelStore.open`): the
 declared length is that of what was opened, and a response either sends every
-byte it declared or aborts its connection (:func:`stream_range`); it never
-hangs.
+byte it declared or aborts its connection (:func:`stream_range`,
+:func:`send_local`); it never hangs. Files of a local folder store go out with
+the kernel's sendfile from that handle (``ServerConfig.sendfile``); files up
+to ``STREAM_CHUNK`` bytes and model.json carry a tag of their bytes, read once
+per version of the file (:class:`ContentTags`). With ``redirect_reads`` (an
+object store that can sign URLs), a weight file's GET is answered with ``307``
+to a presigned URL of it (:mod:`.presign`), valid that many seconds;
+model.json and ``HEAD`` are still answered here.
 
 The handlers read the store from ``app[STORE_KEY]`` and their limits from
 ``app[CONFIG_KEY]``; :func:`add_routes` adds them to an application.
@@ -49,6 +55,8 @@ import email.utils
 import hashlib
 import logging
 import posixpath
+import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -60,16 +68,18 @@ from ..errors import (
     BundleExistsError,
     ConcurrentUpdateError,
     ModelNotFoundError,
+    TransferError,
     UnsafePathError,
 )
 from ..format.layout_view import describe_layout
 from ..format.serverlisting import LISTING_HEADER, LISTING_REL, LISTING_VERSION
+from ..format.summary import weight_dtypes
 from ..io.conditional import Snapshot
+from ..io.found import FoundBundle
 from .access import server_origin
 from .middleware import json_error, public
 from .modelstore import (
     MODEL_JSON,
-    BundleSummary,
     ModelStore,
     OpenedFile,
     check_name,
@@ -83,10 +93,13 @@ __all__ = [
     "CONFIG_KEY",
     "DEFAULT_MAX_UPLOAD_BYTES",
     "STORE_KEY",
+    "TAGS_KEY",
+    "ContentTags",
     "ServerConfig",
     "abort",
     "add_routes",
     "content_tag",
+    "send_local",
     "stream_range",
 ]
 
@@ -109,6 +122,8 @@ class ServerConfig:
     max_json_bytes: int = DEFAULT_MAX_JSON_BYTES
     spool_memory: int = DEFAULT_SPOOL_MEMORY
     spool_dir: str | None = None
+    sendfile: bool = True
+    redirect_reads: float | None = None
     create_only: bool = False
 
 
@@ -116,6 +131,48 @@ STORE_KEY = web.AppKey("tfjsfs_store", ModelStore)
 #: How the pages and the listing point clients at the JSON listing.
 LISTING_LINK = f'</models>; rel="{LISTING_REL}"; type="application/json"'
 CONFIG_KEY = web.AppKey("tfjsfs_server_config", ServerConfig)
+
+
+class ContentTags:
+    """The content tags of local files by identity, so a file's bytes are hashed once.
+
+    A local file's identity (device, inode, size, modification and change
+    times in ns: :attr:`OpenedFile.identity`) changes with any write, so a tag
+    found here is the tag of the bytes the handle reads. A file changed less
+    than *settle* seconds ago is not remembered: a file system stamps times in
+    ticks, and a second write within the tick of the first would keep the
+    identity (as git treats "racily clean" files). Holds the newest *capacity*
+    entries.
+    """
+
+    def __init__(self, capacity: int = 4096, settle: float = 2.0):
+        self.capacity = capacity
+        self.settle = settle
+        self._tags: OrderedDict[tuple, str] = OrderedDict()
+
+    def get(self, opened: OpenedFile) -> str | None:
+        """The tag of *opened*'s bytes, if they were hashed before."""
+        if opened.identity is None:
+            return None
+        key = (opened.path, opened.identity)
+        tag = self._tags.get(key)
+        if tag is not None:
+            self._tags.move_to_end(key)
+        return tag
+
+    def put(self, opened: OpenedFile, tag: str) -> None:
+        """Remember *tag* for *opened*'s bytes (local files only)."""
+        if opened.identity is None:
+            return
+        changed = opened.identity[-1]  # the change time, ns
+        if time.time_ns() - changed < self.settle * 1e9:
+            return  # changed just now: it could change again within the same tick
+        self._tags[(opened.path, opened.identity)] = tag
+        while len(self._tags) > self.capacity:
+            self._tags.popitem(last=False)
+
+
+TAGS_KEY = web.AppKey("tfjsfs_content_tags", ContentTags)
 
 
 # ------------------------------------------------------------------ replies
@@ -136,8 +193,9 @@ def _wants_html(request: web.Request) -> bool:
     return "text/html" in request.headers.get(hdrs.ACCEPT, "")
 
 
-def _entry(request: web.Request, s: BundleSummary) -> dict[str, Any]:
+def _entry(request: web.Request, s: FoundBundle) -> dict[str, Any]:
     doc = s.doc
+    dtypes, quantized = weight_dtypes(doc.weight_specs if doc else ())
     out: dict[str, Any] = {
         "name": s.name,
         "url": _model_url(request, s.name),
@@ -146,10 +204,8 @@ def _entry(request: web.Request, s: BundleSummary) -> dict[str, Any]:
         "generatedBy": doc.generated_by if doc else None,
         "convertedBy": doc.converted_by if doc else None,
         "weightCount": s.weight_count,
-        "dtypes": sorted({w.dtype for w in doc.weight_specs}) if doc else [],
-        "quantized": sorted(
-            {w.quantization.dtype for w in doc.weight_specs if w.quantization} if doc else ()
-        ),
+        "dtypes": dtypes,
+        "quantized": quantized,
         "weightBytes": s.weight_bytes,
         "size": s.size,
         "fileCount": 1 + len(s.shard_sizes),
@@ -167,7 +223,7 @@ def _entry(request: web.Request, s: BundleSummary) -> dict[str, Any]:
     return out
 
 
-def _description(request: web.Request, s: BundleSummary) -> dict[str, Any]:
+def _description(request: web.Request, s: FoundBundle) -> dict[str, Any]:
     out = _entry(request, s)
     doc = s.doc
     out["topology"] = topology_summary(doc) if doc else {"kind": "unknown"}
@@ -329,6 +385,7 @@ async def favicon(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     """Add the model routes to *app* (which holds ``STORE_KEY`` and ``CONFIG_KEY``)."""
+    app[TAGS_KEY] = ContentTags()
     router = app.router
     router.add_get("/", index)
     router.add_get("/favicon.ico", favicon)
@@ -423,16 +480,31 @@ async def _send_file(
     request: web.Request, store: ModelStore, name: str, file: str
 ) -> web.StreamResponse:
     """Send a bundle file from one opened handle: every declared byte, or an aborted connection."""
+    expires = request.app[CONFIG_KEY].redirect_reads
+    if expires and file != MODEL_JSON and request.method == hdrs.METH_GET:
+        url = await store.presign(name, file, expires)
+        return web.Response(
+            status=307, headers={hdrs.LOCATION: url, hdrs.CACHE_CONTROL: "no-store"}
+        )
+    tags = request.app[TAGS_KEY]
     with await store.open(name, file) as opened:
         content = None
+        size, etag = opened.size, opened.etag
         if file == MODEL_JSON or opened.size <= STREAM_CHUNK:
-            # small files (model.json) are read whole: size and tag are those of what is sent
-            content = await opened.read_all()
-            size, etag = len(content), content_tag(content)
-            if file == MODEL_JSON:
-                store.served(name, content)
-        else:
-            size, etag = opened.size, opened.etag
+            # small files (model.json) carry a tag of their bytes: of what is sent
+            etag = tags.get(opened)
+            if etag is None:
+                content = await opened.read_all()
+                size = len(content)
+                # hashing a shard takes milliseconds: off the event loop (hashlib frees the GIL)
+                if size > 65536:
+                    etag = await asyncio.to_thread(content_tag, content)
+                else:
+                    etag = content_tag(content)
+                if size == opened.size:  # (a file truncated meanwhile is not remembered)
+                    tags.put(opened, etag)
+                if file == MODEL_JSON:  # parsed off the event loop: it can be large
+                    await asyncio.to_thread(store.served, name, content)
         headers = {
             hdrs.CACHE_CONTROL: CACHE_CONTROL,
             hdrs.ACCEPT_RANGES: "bytes",
@@ -471,9 +543,52 @@ async def _send_file(
         elif content is not None:
             await response.write(content[start:end])
             await response.write_eof()
+        elif opened.local and request.app[CONFIG_KEY].sendfile:
+            if await send_local(request, response, opened, start, end):
+                await response.write_eof()
         elif await stream_range(request, response, opened, start, end):
             await response.write_eof()
         return response
+
+
+async def send_local(
+    request: web.Request, response: web.StreamResponse, opened: OpenedFile, start: int, end: int
+) -> bool:
+    """Send bytes ``[start, end)`` of a local *opened* file with the kernel (sendfile).
+
+    *response* is prepared (its headers are written). As :func:`stream_range`:
+    if the bytes cannot all be sent (the file was truncated in place, the
+    connection broke), the connection is aborted and False is returned.
+    """
+    transport = request.transport
+    sent = 0
+    try:
+        if transport is None:
+            raise ConnectionResetError("connection lost")
+        writer = await response.prepare(request)  # the prepared response's writer
+        sent = await opened.sendfile(transport, start, end)
+        if writer is not None:
+            writer.output_size += sent  # what access logs report as the body's bytes
+        if sent != end - start:
+            raise TransferError(
+                f"{opened.path} changed while being sent: expected {end - start} bytes "
+                f"from {start} of {opened.size}, sent {sent}"
+            )
+    except Exception as exc:
+        gone = isinstance(exc, ConnectionError) or transport is None or transport.is_closing()
+        if not gone:  # a client that went away is no error of the file's
+            log.error(
+                "aborting %s %s after %d of %d bytes of %s: %s",
+                request.method,
+                request.path,
+                sent,
+                end - start,
+                opened.path,
+                exc,
+            )
+        abort(request, response)
+        return False
+    return True
 
 
 async def stream_range(

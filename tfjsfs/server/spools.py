@@ -5,6 +5,10 @@ An upload's weights that outgrow memory go to a temporary file named
 folder). A running server deletes its own spool files; a killed one leaves
 them. :func:`sweep_spools` removes those whose process is gone, once they are
 older than the grace period (the server calls it at start).
+
+:func:`place_spool` puts a spool's bytes into a local store as a weight file
+without a second pass over them: a hard link when the spool folder is on the
+store's file system, else a copy the kernel makes.
 """
 
 from __future__ import annotations
@@ -12,10 +16,11 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import tempfile
 import time
 
-__all__ = ["SPOOL_PREFIX", "SPOOL_SUFFIX", "spool_prefix", "sweep_spools"]
+__all__ = ["SPOOL_PREFIX", "SPOOL_SUFFIX", "place_spool", "spool_prefix", "sweep_spools"]
 
 SPOOL_PREFIX = "tfjsfs-upload-"
 SPOOL_SUFFIX = ".bin"
@@ -74,3 +79,39 @@ def sweep_spools(
                 os.unlink(path)
                 removed.append(path)
     return removed
+
+
+def _file_mode() -> int:
+    """The mode ``open(path, "w")`` gives a new file (0o666 less the umask)."""
+    with contextlib.suppress(OSError, ValueError, StopIteration), open("/proc/self/status") as f:
+        line = next(x for x in f if x.startswith("Umask:"))
+        return 0o666 & ~int(line.split()[1], 8)
+    return 0o644
+
+
+def place_spool(spool: str, path: str, exclusive: bool = False) -> str:
+    """Give the local file *path* the bytes of the spool file *spool*, which stays.
+
+    A hard link when both are on one file system (no byte is copied), else a
+    copy made by the kernel (``shutil.copyfile``: ``copy_file_range``/``sendfile``).
+    *path* gets the mode a newly written file gets (spools are private, 0600).
+    With *exclusive*, *path* must not exist (``FileExistsError``, nothing written):
+    the link, or an ``O_EXCL`` creation before the copy, claims it atomically.
+
+    Returns
+    -------
+    str
+        ``"link"`` or ``"copy"``.
+    """
+    try:
+        os.link(spool, path)
+        how = "link"
+    except OSError as exc:  # another file system, links not supported, or path exists
+        if exclusive:
+            if isinstance(exc, FileExistsError):
+                raise
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        shutil.copyfile(spool, path)
+        how = "copy"
+    os.chmod(path, _file_mode())
+    return how

@@ -3,9 +3,12 @@
 ``model.save('http://host/path')`` posts ``multipart/form-data`` with a
 ``model.json`` part and a ``model.weights.bin`` part (see :mod:`tfjsfs.model.http`).
 :func:`read_upload` reads such a body from an aiohttp stream. The JSON part is
-kept in memory (it is bounded); the weights part is streamed into a
+kept in memory (it is bounded) and parsed in a worker thread while the
+weights part is still arriving; the weights part is streamed into a
 :class:`Spool` (memory for small uploads, a temporary file for large ones)
 and exposed as a zero-copy view (a memory map), so it is never held twice.
+A spool file becomes the stored weight file of a local store by a hard link
+(:func:`~tfjsfs.server.spools.place_spool`): the bytes are written once.
 Part content types are not enforced (clients differ); field names are.
 
 Nothing is accepted before everything is checked: the field names, the model
@@ -54,7 +57,8 @@ __all__ = [
 DEFAULT_MAX_JSON_BYTES = 64 * 1024 * 1024
 #: Weights up to this size stay in memory; larger ones go to a temporary file.
 DEFAULT_SPOOL_MEMORY = 8 * 1024 * 1024
-CHUNK = 256 * 1024
+#: Body bytes read per step (what an upload holds at once besides its spool).
+CHUNK = 1024 * 1024
 _IDENTITY = {"", "identity", "binary", "7bit", "8bit"}
 
 
@@ -402,6 +406,7 @@ async def _read_parts(headers, content, budget, spool, max_json_bytes) -> Upload
         raise UploadError(f"malformed multipart/form-data header: {exc}") from None
     json_bytes: bytes | None = None
     json_info = weights_info = None
+    parsing: asyncio.Future | None = None  # model.json, parsed while the weights arrive
     try:
         while (part := await reader.next()) is not None:
             if not isinstance(part, aiohttp.BodyPartReader):
@@ -418,22 +423,28 @@ async def _read_parts(headers, content, budget, spool, max_json_bytes) -> Upload
             if name == JSON_FIELD:
                 json_bytes = await _read_json_part(part, budget, max_json_bytes)
                 json_info = _info(part, name, len(json_bytes))
+                # Parsing is CPU work on untrusted input: never on the event loop.
+                parsing = asyncio.ensure_future(asyncio.to_thread(_parse_json, json_bytes))
             else:
                 await _read_weights_part(part, budget, spool)
                 weights_info = _info(part, name, spool.size)
-    except (UploadError, asyncio.CancelledError):
+    except BaseException as exc:
+        if parsing is not None:  # its outcome no longer matters (the thread ends by itself)
+            parsing.add_done_callback(lambda f: f.cancelled() or f.exception())
+        if isinstance(exc, (UploadError, asyncio.CancelledError)):
+            raise
+        if isinstance(exc, (ValueError, RuntimeError, aiohttp.ClientPayloadError)):
+            raise UploadError(f"malformed multipart/form-data body: {exc}") from None
         raise
-    except (ValueError, RuntimeError, aiohttp.ClientPayloadError) as exc:
-        raise UploadError(f"malformed multipart/form-data body: {exc}") from None
-    if json_bytes is None:
+    if parsing is None:
         got = [i.name for i in (weights_info,) if i is not None]
         raise UploadError(
             f"missing part {JSON_FIELD!r} (received {got or 'no parts'}); TF.js sends "
             f"{JSON_FIELD!r} and {WEIGHTS_FIELD!r}"
         )
-    # Parsing and checking are CPU work on untrusted input: never on the event loop.
+    doc = await parsing
     work = asyncio.ensure_future(
-        asyncio.to_thread(_check_parts, json_bytes, json_info, weights_info, spool)
+        asyncio.to_thread(_check_parts, doc, json_info, weights_info, spool)
     )
     try:
         return await asyncio.shield(work)
@@ -443,10 +454,14 @@ async def _read_parts(headers, content, budget, spool, max_json_bytes) -> Upload
         raise
 
 
-def _check_parts(json_bytes: bytes, json_info, weights_info, spool: Spool) -> Upload:
-    """Parse model.json and check the weights part against it (runs in a worker thread)."""
+def _parse_json(json_bytes: bytes) -> ModelJSON:
+    """Parse the model.json part (runs in a worker thread)."""
     with gc_paused():  # millions of acyclic objects: no stop-the-world collections meanwhile
-        doc = ModelJSON.parse(json_bytes, _part_label(JSON_FIELD), require_topology=False)
+        return ModelJSON.parse(json_bytes, _part_label(JSON_FIELD), require_topology=False)
+
+
+def _check_parts(doc: ModelJSON, json_info, weights_info, spool: Spool) -> Upload:
+    """Check the weights part against the parsed model.json (runs in a worker thread)."""
     uses_part = _manifest_uses_weights_part(doc)
     needed = expected_weight_bytes(doc)
     if weights_info is None and uses_part and (needed is None or needed > 0):
@@ -479,7 +494,8 @@ async def read_upload_bytes(content_type: str, body: bytes, **options: Any) -> U
     """
     loop = asyncio.get_running_loop()
     protocol = BaseProtocol(loop)
-    stream = aiohttp.StreamReader(protocol, 2**16, loop=loop)
+    # the whole body is fed at once: a limit below it would pause a reader that has none
+    stream = aiohttp.StreamReader(protocol, max(2**16, len(body) + 1), loop=loop)
     stream.feed_data(body)
     stream.feed_eof()
     headers = {hdrs.CONTENT_TYPE: content_type, hdrs.CONTENT_LENGTH: str(len(body))}

@@ -22,7 +22,7 @@ model.json is published last and atomically (:func:`tfjsfs.io.writer.publish`),
 then the shards only the previous version used are deleted.
 
 **Deletion.** With ``delete=True``, destination models absent from the source
-are removed model.json first (:func:`tfjsfs.model.manage.remove_model`).
+are removed model.json first (:func:`tfjsfs.model.removal.remove_model`).
 
 The package, one concern per module: :mod:`.names` (model and shard names),
 :mod:`.state` (a run's options and plans), :mod:`.record` (the sync record and

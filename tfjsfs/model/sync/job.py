@@ -19,7 +19,9 @@ from ...format.layouts import MODEL_JSON
 from ...io.resolve import resolve
 from ...io.writer import DEFAULT_WRITE_CONCURRENCY
 from .. import bulk
-from ..manage import _check_shard_size, find_bundles, remove_model_async
+from ..copying import check_shard_size
+from ..discovery import find_bundles
+from ..removal import remove_model_async
 from .names import below, model_name, relative, selected, under
 from .planning import plan_model
 from .report import CHANGED, DELETED, ERROR, NEW, ModelSync, SyncReport
@@ -73,7 +75,7 @@ async def _deletions(ctx: Context, dst: str, droot: str, names: set[str], d_opts
         result = ModelSync(name, DELETED, "", b.json_path, removed=[b.json_path])
         if not ctx.opts.dry_run:
             try:
-                await remove_model_async(b.url, storage_options=d_opts)
+                await remove_model_async(b.name, storage_options=d_opts)
             except (TFJSError, OSError) as exc:
                 result.action, result.error = ERROR, f"cannot delete: {exc}"
         results.append(result)
@@ -114,7 +116,7 @@ async def sync_models_async(
 ) -> SyncReport:
     """Coroutine twin of :func:`sync_models`."""
     started = time.perf_counter()
-    _check_shard_size(shard_size)
+    check_shard_size(shard_size)
     rewrite = None
     if shard_size is not None or quantize is not None:  # as JSON stores it in the record
         rewrite = json.loads(json.dumps({"shard_size": shard_size, "quantize": quantize}))
