@@ -58,6 +58,7 @@ from .names import check_name, without_credentials
 from .opened import OpenedFile, open_local
 from .options import DEFAULT_GRACE_PERIOD
 from .presign import presigned_url
+from .served import ServedVersions
 from .spools import place_spool
 
 __all__ = [
@@ -71,6 +72,8 @@ __all__ = [
 ]
 
 READ_CONCURRENCY = 16
+#: Seconds a served model.json version is remembered beyond the grace period.
+SERVED_MARGIN = 60.0
 T = TypeVar("T")
 log = logging.getLogger("tfjsfs.server.app")
 
@@ -199,9 +202,9 @@ class ModelStore:
             self.shard_size = int(reshard)
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._summaries: dict[str, tuple[tuple, FoundBundle]] = {}
-        self._served: dict[str, set[str]] = {}  # weight files a served model.json named
-        self._served_tags: set[tuple[str, str | None]] = set()
         self.grace_period = max(0.0, float(grace_period))
+        # weight files the model.json versions served lately named
+        self._served = ServedVersions(keep_for=self.grace_period + SERVED_MARGIN)
         self._sweeps: set[asyncio.Future] = set()
         self._writing: Counter[str] = Counter()  # folders being written (not swept meanwhile)
 
@@ -434,7 +437,7 @@ class ModelStore:
     async def _check_file(self, name: str, file: str) -> str:
         """Inner path of *file* if it is model.json or a weight file some model.json named."""
         json_path = self.json_path(name)
-        if file != MODEL_JSON and file not in self._served.get(json_path, ()):
+        if file != MODEL_JSON and not self._served.named(json_path, file):
             # a file is served only if some model.json of the bundle named it;
             # whether it still exists is up to the store (checked when opened)
             try:
@@ -443,7 +446,7 @@ class ModelStore:
                 raise ModelNotFoundError(f"no model named {name!r}") from None
             summary = await self._summary(name, {**info, "name": json_path}, {})
             names = summary.shard_names()
-            self._served.setdefault(json_path, set()).update(names)
+            self._served.note(json_path, f"listed {version_key(info)}", names)
             if file not in names:
                 raise ModelNotFoundError(f"model {name!r} has no weight file {file!r}")
         return posixpath.join(self.folder(name), file)
@@ -487,16 +490,15 @@ class ModelStore:
         period keeps replaced ones), so a reader holding it can finish its load.
         """
         json_path = self.json_path(name)
-        key = (json_path, hashlib.blake2b(data, digest_size=16).hexdigest())
-        if key in self._served_tags:
+        tag = hashlib.blake2b(data, digest_size=16).hexdigest()
+        if self._served.known(json_path, tag):
             return
         try:
             doc = ModelJSON.parse(data, f"{name}/{MODEL_JSON}", require_topology=False)
         except (ManifestError, UnsafePathError):
             return
         found = FoundBundle(name, json_path, doc=doc)
-        self._served.setdefault(json_path, set()).update(found.shard_names())
-        self._served_tags.add(key)
+        self._served.note(json_path, tag, found.shard_names())
 
     async def _open(self, name: str, file: str) -> OpenedFile:
         path = await self._check_file(name, file)
@@ -526,7 +528,7 @@ class ModelStore:
         """
         check_name(name)
         if is_local(self.fs) and (
-            file == MODEL_JSON or file in self._served.get(self.json_path(name), ())
+            file == MODEL_JSON or self._served.named(self.json_path(name), file)
         ):
             # nothing to ask the store: opened from the caller's loop (no hop to fsspec's)
             return await self._open(name, file)
