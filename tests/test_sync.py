@@ -4,6 +4,7 @@ send counted (s3fs's ``_call_s3``, gcsfs's ``_request``)."""
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import re
@@ -542,6 +543,9 @@ def test_kill_9_midway_then_rerun_local_to_s3(tmp_path, s3_server, s3_bucket):
     ]
     for r in readers:
         r.start()
+    deadline = time.monotonic() + 120
+    while not any(label == "old" for _, label in seen) and time.monotonic() < deadline:
+        time.sleep(0.02)  # the readers read the old version before the sync starts
     fs = s3_server.filesystem()
     args = ["-o", f"endpoint_url={opts['endpoint_url']}", "-o", "key=testing"]
     args += ["-o", "secret=testing"]
@@ -550,14 +554,17 @@ def test_kill_9_midway_then_rerun_local_to_s3(tmp_path, s3_server, s3_bucket):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
+    per_model, old_per_model = total // count, old_total // count
     try:
         deadline = time.monotonic() + 300  # the CLI may start slowly on a busy machine
         while time.monotonic() < deadline:
             fs.invalidate_cache()
-            arrived = [p for p in fs.find(s3_bucket) if re.search(r"of\d+\.[0-9a-f]{12}\.bin$", p)]
-            if len(arrived) > old_total + total // 3:  # the old version's shards, and more
+            tagged = [p for p in fs.find(s3_bucket) if re.search(r"of\d+\.[0-9a-f]{12}\.bin$", p)]
+            arrived = collections.Counter(p.split("/")[-2] for p in tagged)
+            # kill once a model holds some of its new shards but not all: unpublished
+            if any(0 < n - old_per_model < per_model for n in arrived.values()):
                 break
-            time.sleep(0.02)
+            time.sleep(0.005)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(30)
         assert proc.returncode == -signal.SIGKILL
