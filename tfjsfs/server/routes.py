@@ -576,17 +576,7 @@ async def send_local(
             )
     except Exception as exc:
         gone = isinstance(exc, ConnectionError) or transport is None or transport.is_closing()
-        if not gone:  # a client that went away is no error of the file's
-            log.error(
-                "aborting %s %s after %d of %d bytes of %s: %s",
-                request.method,
-                request.path,
-                sent,
-                end - start,
-                opened.path,
-                exc,
-            )
-        abort(request, response)
+        abort(request, response, None if gone else exc, sent, end - start, opened.path)
         return False
     return True
 
@@ -619,23 +609,35 @@ async def stream_range(
     except Exception as exc:
         if pending is not None:
             pending.cancel()
-        if not isinstance(exc, ConnectionError):
-            log.error(
-                "aborting %s %s after %d of %d bytes of %s: %s",
-                request.method,
-                request.path,
-                pos - start,
-                end - start,
-                opened.path,
-                exc,
-            )
-        abort(request, response)
+        gone = isinstance(exc, ConnectionError)
+        abort(request, response, None if gone else exc, pos - start, end - start, opened.path)
         return False
     return True
 
 
-def abort(request: web.Request, response: web.StreamResponse) -> None:
-    """Close the connection of a response that cannot send what it declared."""
+def abort(
+    request: web.Request,
+    response: web.StreamResponse,
+    error: BaseException | None = None,
+    sent: int = 0,
+    total: int = 0,
+    path: str = "",
+) -> None:
+    """Close the connection of a response that cannot send what it declared.
+
+    *error*, when given (not a client that went away), is logged with how far
+    the body of *path* got: *sent* of *total* bytes.
+    """
+    if error is not None:
+        log.error(
+            "aborting %s %s after %d of %d bytes of %s: %s",
+            request.method,
+            request.path,
+            sent,
+            total,
+            path,
+            error,
+        )
     response.force_close()
     if request.transport is not None:
         request.transport.abort()
