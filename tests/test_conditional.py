@@ -18,7 +18,12 @@ from fsspec.implementations.memory import MemoryFileSystem
 from manage_support import GROUPS, TOPOLOGY, assert_same_weights, make_store, sample_weights
 
 import tfjsfs
-from tfjsfs.errors import BundleExistsError, ConcurrentUpdateError, TransferError
+from tfjsfs.errors import (
+    BundleExistsError,
+    ConcurrentUpdateError,
+    ManifestError,
+    TransferError,
+)
 from tfjsfs.format.artifacts import ModelArtifacts
 from tfjsfs.format.layouts import plan_bundle
 from tfjsfs.io import conditional
@@ -66,6 +71,23 @@ def test_create_only_and_compare_and_swap(kind, request, tmp_path):
         assert (await snapshot(fs, path)).data == b"two"
         await remove_conditional(fs, path, second)
         assert not (await snapshot(fs, path)).exists
+
+    _run(steps)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_snapshot_reads_at_most_the_model_json_cap(kind, request, tmp_path):
+    store = make_store(kind, request, tmp_path)
+    fs, path = resolve(store.url("m", "model.json"), **store.options)
+    if kind == "file":
+        (tmp_path / "m").mkdir()
+
+    async def steps():
+        await put_conditional(fs, path, b"x" * 100, await snapshot(fs, path))
+        assert (await snapshot(fs, path, limit=100)).data == b"x" * 100
+        with pytest.raises(ManifestError, match=r"model.json holds more than 99 bytes") as info:
+            await snapshot(fs, path, limit=99)
+        assert path in str(info.value)
 
     _run(steps)
 

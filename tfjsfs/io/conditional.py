@@ -46,7 +46,8 @@ from urllib.parse import quote
 
 from fsspec.implementations.local import LocalFileSystem
 
-from ..errors import BundleExistsError, ConcurrentUpdateError
+from .._util.retry import DEFAULT_MAX_JSON_BYTES
+from ..errors import BundleExistsError, ConcurrentUpdateError, ManifestError
 
 __all__ = [
     "Snapshot",
@@ -142,46 +143,58 @@ def _invalidate(fs: Any, path: str) -> None:
         fs.invalidate_cache(path)
 
 
-async def snapshot(fs: Any, path: str) -> Snapshot:
+async def snapshot(fs: Any, path: str, limit: int = DEFAULT_MAX_JSON_BYTES) -> Snapshot:
     """Read *path* and the store's version of what was read (one consistent pair).
 
     A version read before the bytes can only be older than them, so a
     compare-and-swap against it fails rather than overwriting unseen changes.
+    At most ``limit + 1`` bytes are read: a model.json larger than *limit* is
+    a :class:`~tfjsfs.errors.ManifestError`, as for a load.
     """
     kind = conditional_kind(fs)
     _invalidate(fs, path)
     if kind == "local":
-        return await asyncio.to_thread(_local_snapshot, path)
-    if kind == "s3":
-        return await _s3_snapshot(fs, path)
-    if kind == "gcs":
-        return await _gcs_snapshot(fs, path)
-    try:
-        data = bytes(await fs._cat_file(path))
-    except FileNotFoundError:
-        return Snapshot(path, None)
-    version = hashlib.blake2b(data, digest_size=16).hexdigest() if kind == "memory" else None
-    return Snapshot(path, data, version)
+        found = await asyncio.to_thread(_local_snapshot, path, limit)
+    elif kind == "s3":
+        found = await _s3_snapshot(fs, path, limit)
+    elif kind == "gcs":
+        found = await _gcs_snapshot(fs, path, limit)
+    else:
+        try:
+            data = bytes(await fs._cat_file(path, start=0, end=limit + 1))
+        except FileNotFoundError:
+            return Snapshot(path, None)
+        version = hashlib.blake2b(data, digest_size=16).hexdigest() if kind == "memory" else None
+        found = Snapshot(path, data, version)
+    if found.data is not None and len(found.data) > limit:
+        raise _too_large(path, limit)
+    return found
+
+
+def _too_large(path: str, limit: int) -> ManifestError:
+    return ManifestError(
+        f"{path}: model.json holds more than {limit} bytes, the largest a load reads"
+    )
 
 
 def _stat_version(st: os.stat_result) -> tuple[int, int, int, int]:
     return (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
 
 
-def _local_snapshot(path: str) -> Snapshot:
+def _local_snapshot(path: str, limit: int) -> Snapshot:
     try:
         fd = os.open(path, os.O_RDONLY)
     except (FileNotFoundError, NotADirectoryError):
         return Snapshot(path, None)
     with os.fdopen(fd, "rb") as f:
         version = _stat_version(os.fstat(f.fileno()))
-        return Snapshot(path, f.read(), version)
+        return Snapshot(path, f.read(limit + 1), version)
 
 
-async def _s3_snapshot(fs: Any, path: str) -> Snapshot:
+async def _s3_snapshot(fs: Any, path: str, limit: int) -> Snapshot:
     bucket, key, _ = fs.split_path(path)
-    try:
-        resp = await fs._call_s3("get_object", Bucket=bucket, Key=key)
+    try:  # a ranged GET still answers the whole object's ETag
+        resp = await fs._call_s3("get_object", Bucket=bucket, Key=key, Range=f"bytes=0-{limit}")
     except FileNotFoundError:
         return Snapshot(path, None)
     body = resp["Body"]
@@ -192,7 +205,7 @@ async def _s3_snapshot(fs: Any, path: str) -> Snapshot:
     return Snapshot(path, bytes(data), resp.get("ETag"))
 
 
-async def _gcs_snapshot(fs: Any, path: str) -> Snapshot:
+async def _gcs_snapshot(fs: Any, path: str, limit: int) -> Snapshot:
     bucket, key, _ = fs.split_path(path)
     for _ in range(_SNAPSHOT_TRIES):
         try:
@@ -200,6 +213,8 @@ async def _gcs_snapshot(fs: Any, path: str) -> Snapshot:
         except FileNotFoundError:
             return Snapshot(path, None)
         generation = info.get("generation")
+        if int(info.get("size") or 0) > limit:  # that generation's size: not read at all
+            raise _too_large(path, limit)
         try:  # the bytes of exactly that generation
             _, data = await fs._call(
                 "GET", "b/{}/o/{}", bucket, key, alt="media", generation=generation
