@@ -24,7 +24,7 @@ from tfjsfs.errors import (
     WeightDataError,
 )
 from tfjsfs.format.codec import decode_weight, encode_weight, quantization_plan, quantize
-from tfjsfs.format.manifest import WeightIndex, dumps_compact, js_number
+from tfjsfs.format.manifest import WeightIndex, dumps_compact, js_number, manifest_paths
 from tfjsfs.io.location import locate_shard
 
 FULL_MODEL_JSON = {
@@ -432,3 +432,36 @@ def test_dumps_compact_writes_what_json_stringify_writes(tmp_path_factory, value
     path.write_text(json.dumps([_for_node(v) for v in values]))
     texts = run_node("json_stringify.js", path)["texts"]
     assert [dumps_compact(v).decode() for v in values] == texts
+
+
+_PATHS = st.lists(
+    st.one_of(
+        st.from_regex(r"[a-z0-9_./-]{1,20}", fullmatch=True),
+        st.sampled_from(["", "../x.bin", "/abs.bin", "a\x00b", "%2e%2e/x", 7, None]),
+    ),
+    max_size=4,
+)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(st.fixed_dictionaries({"paths": _PATHS}), max_size=4), st.booleans())
+def test_manifest_paths_are_the_paths_a_full_parse_reads(groups, as_text):
+    """Writers and sweeps read only the paths; they are exactly what ModelJSON reads."""
+    doc = {
+        "format": "graph-model",
+        "modelTopology": {},
+        "weightsManifest": [{**g, "weights": []} for g in groups],
+    }
+    text = json.dumps(doc).encode()
+    try:
+        full = ModelJSON.parse(text, "m/model.json", require_topology=False)
+    except ManifestError as exc:
+        full = exc
+    try:
+        quick = manifest_paths(text.decode() if as_text else text, "m/model.json")
+    except ManifestError as exc:
+        quick = exc
+    if isinstance(full, ModelJSON):
+        assert quick == [p for g in full.weights_manifest for p in g.paths]
+    elif isinstance(quick, list):  # refused for something other than its paths
+        assert "path" not in str(full).lower() or "twice" in str(full), (quick, str(full))

@@ -26,6 +26,7 @@ from .rules import (
     check_model_json,
     check_weight_entry,
     check_weights_manifest,
+    plain_paths,
 )
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "WeightIndex",
     "WeightSpec",
     "dumps_compact",
+    "manifest_paths",
     "parse_json",
     "short_group_error",
 ]
@@ -183,6 +185,34 @@ def parse_json(data: bytes | str, source: str) -> Any:
         raise ManifestError(f"{source}: not valid JSON ({exc})") from None
     except ValueError as exc:  # e.g. Python's own limit on integer digits
         raise ManifestError(f"{source}: not valid JSON ({exc})") from None
+
+
+def manifest_paths(data: bytes | str, source: str) -> list[str]:
+    """Every ``weightsManifest[].paths`` entry of model.json text, in order.
+
+    Only the paths are checked (the rules' shard-path checks), not the
+    weights: what writers and sweeps need to know which files a model.json
+    names, at a fraction of a full parse's cost for large manifests.
+
+    Raises
+    ------
+    ManifestError
+        Not JSON, not an object, or a ``weightsManifest`` whose groups do not
+        each hold a list of valid shard paths.
+    """
+    doc = parse_json(data, source)
+    if not isinstance(doc, dict):
+        raise ManifestError(
+            f"{source}: model.json must be a JSON object, got {type(doc).__name__}"
+        )
+    groups = doc.get("weightsManifest")
+    if groups is None:
+        return []
+    if type(groups) is not list or not all(
+        type(g) is dict and plain_paths(g.get("paths")) for g in groups
+    ):
+        raise ManifestError(f"{source}: weightsManifest groups must each list valid shard paths")
+    return [path for group in groups for path in group["paths"]]
 
 
 _KEY_BEFORE = re.compile(r'"([^"\\]{1,64})"\s*:')

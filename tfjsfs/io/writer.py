@@ -46,6 +46,7 @@ from fsspec.callbacks import DEFAULT_CALLBACK, Callback
 
 from .._util.concurrency import gather_bounded
 from .._util.entries import modified_time
+from .._util.retry import DEFAULT_MAX_JSON_BYTES
 from ..errors import (
     BundleExistsError,
     ConcurrentUpdateError,
@@ -55,7 +56,7 @@ from ..errors import (
     UnsafePathError,
 )
 from ..format.layouts import BundlePlan, ShardPlan
-from ..format.manifest import ModelJSON, WeightGroup
+from ..format.manifest import ModelJSON, WeightGroup, manifest_paths
 from .conditional import (
     Snapshot,
     conditional_kind,
@@ -90,15 +91,16 @@ SLOW_WRITE = 1.0
 MAX_PUBLISH_ATTEMPTS = 8
 
 
-async def _existing_manifest(fs: Any, json_path: str) -> tuple[Snapshot, ModelJSON | None]:
-    """model.json's snapshot (bytes and store version) and its manifest (None: absent)."""
+async def _existing_manifest(fs: Any, json_path: str) -> tuple[Snapshot, list[str] | None]:
+    """model.json's snapshot (bytes and store version) and the shard paths it
+    names (None: absent)."""
     current = await snapshot(fs, json_path)
     if current.data is None:
         return current, None
     try:
-        return current, ModelJSON.parse(current.data, json_path, require_topology=False)
+        return current, manifest_paths(current.data, json_path)
     except ManifestError:
-        return current, ModelJSON()  # unreadable: overwrite it, keep no old shard list
+        return current, []  # unreadable: overwrite it, keep no old shard list
 
 
 def is_fresh_name(path: str) -> bool:
@@ -141,14 +143,13 @@ async def _held_a_bundle(fs: Any, folder: str) -> bool:
     )
 
 
-def _safe_paths(doc: ModelJSON | None, source: str) -> set[str]:
-    """Shard paths of a live bundle that lie inside its folder (others are left alone)."""
+def _safe_paths(paths: Sequence[str] | None, source: str) -> set[str]:
+    """Shard *paths* of a live bundle that lie inside its folder (others are left alone)."""
     out = set()
-    for group in doc.weights_manifest if doc else ():
-        for path in group.paths:
-            name = name_in_folder(path, source)
-            if name is not None:
-                out.add(name)
+    for path in paths or ():
+        name = name_in_folder(path, source)
+        if name is not None:
+            out.add(name)
     return out
 
 
@@ -209,8 +210,9 @@ async def unpublish(
     if base.data is None:
         raise ModelNotFoundError(f"{json_path} was removed by another writer meanwhile")
     try:
-        now = ModelJSON.parse(base.data, json_path, require_topology=False)
-        same = [g.paths for g in now.weights_manifest] == [g.paths for g in doc.weights_manifest]
+        same = manifest_paths(base.data, json_path) == [
+            p for g in doc.weights_manifest for p in g.paths
+        ]
     except ManifestError:
         same = False
     if not same:
@@ -250,14 +252,14 @@ async def _live_paths(fs: Any, folder: str, entries: Sequence[dict[str, Any]]) -
         base = posixpath.basename(entry["name"].rstrip("/"))
         if base.endswith(".json") and not base.startswith(".") and entry.get("type") == "file":
             json_path = posixpath.join(folder, base)
-            try:
-                data = await fs._cat_file(json_path)
-                doc = ModelJSON.parse(data, json_path, require_topology=False)
+            try:  # a model.json over the cap is unreadable: then nothing is sure
+                data = await fs._cat_file(json_path, start=0, end=DEFAULT_MAX_JSON_BYTES + 1)
+                paths = manifest_paths(data, json_path)
             except FileNotFoundError:
                 continue
             except (ManifestError, UnsafePathError):
                 return None
-            live |= _safe_paths(doc, json_path)
+            live |= _safe_paths(paths, json_path)
     return live
 
 
@@ -516,8 +518,9 @@ async def _still_there(fs: Any, json_path: str, written: Sequence[str]) -> None:
 
 async def _starting_version(
     fs: Any, json_path: str, overwrite: bool, precondition: Callable[[Snapshot], None] | None
-) -> tuple[Snapshot, ModelJSON | None]:
-    """The model.json version a write starts from, checked against the caller's terms."""
+) -> tuple[Snapshot, list[str] | None]:
+    """The model.json version a write starts from (and the shard paths it names),
+    checked against the caller's terms."""
     base, old = await _existing_manifest(fs, json_path)
     if old is not None and not overwrite:
         raise BundleExistsError(f"{json_path} already exists (pass overwrite=True)")
