@@ -338,15 +338,6 @@ def curl_upload(url, json_path, bin_path):
     return _timed(cmd)
 
 
-def _timed(cmd):
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True)
-    took = time.perf_counter() - t0
-    if proc.returncode:
-        raise RuntimeError(f"{cmd[0]} exit {proc.returncode}: {proc.stderr.strip()[-300:]}")
-    return took
-
-
 def crowd(base, n=CROWD):
     proc = subprocess.run(
         [sys.executable, __file__, "crowd", base, str(n), str(CROWD_CONNECTIONS)],

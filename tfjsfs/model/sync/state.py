@@ -75,7 +75,7 @@ class Plan:
         manifest, listings), keeping the result and the files to sweep."""
         self.doc, self.raw, self.live_raw = None, b"", None
         self.moves, self.groups, self.sources = [], [], {}
-        self.item = Item(self.item.name, self.item.src_json, self.item.dst_json, {}, {})
+        self.item.src_files, self.item.dst_files = {}, {}
 
 
 class Context:
