@@ -42,6 +42,7 @@ __all__ = [
     "Candidate",
     "ShardPlan",
     "bundle_candidates",
+    "check_shard_size",
     "json_candidates",
     "looks_like_model",
     "plan_bundle",
@@ -91,7 +92,16 @@ def shard_name(group: int, index: int, count: int) -> str:
     return f"group{group + 1}-shard{index + 1}of{count}.bin"
 
 
-def _check_shard_size(shard_size: int) -> int:
+def check_shard_size(shard_size: int | None) -> int | None:
+    """*shard_size* if it is a positive integer (None: keep the source's shards).
+
+    Raises
+    ------
+    FormatError
+        Not an integer, or not above 0.
+    """
+    if shard_size is None:
+        return None
     if isinstance(shard_size, bool) or not isinstance(shard_size, int):
         raise FormatError(f"shard_size must be an integer, got {shard_size!r}")
     if shard_size <= 0:
@@ -132,7 +142,7 @@ def plan_bundle(
         paths = (path,) if specs else ()
         shards = (ShardPlan(path, 0, 0, total),) if specs else ()
         return BundlePlan(json_name, (WeightGroup(paths, tuple(specs)),), shards)
-    _check_shard_size(shard_size)
+    check_shard_size(shard_size)
     groups, shards = [], []
     for g, (first, last) in enumerate(artifacts.group_slices()):
         start = offsets[first][0] if last > first else 0

@@ -39,8 +39,8 @@ from ..errors import (
 from ..format.columns import GroupLayout, parse_model_json, plain_layout
 from ..format.layouts import DEFAULT_SHARD_SIZE, json_candidates
 from ..format.manifest import ModelJSON, WeightIndex
+from .found import list_folder
 from .httpget import body_chunks, http_get, request_kwargs
-from .location import listing_key
 from .shardurls import (
     LoadOptions,
     folder_of,
@@ -549,11 +549,11 @@ async def shard_sizes(
     sizes: dict[str, int] = {}
     listed = [p for p in wanted if not is_http(bundle.fs_for(p))]
     if listed:
-        sizes = await _listed_sizes(fs, bundle.folder, set(listed))
+        sizes = _file_sizes(await list_folder(fs, bundle.json_path), set(listed))
         if len(sizes) < len(listed) or not _agrees(bundle, sizes):
             # the listing may be stale (fsspec caches it): list again
             fs.invalidate_cache(bundle.folder)
-            sizes = await _listed_sizes(fs, bundle.folder, set(listed))
+            sizes = _file_sizes(await list_folder(fs, bundle.json_path), set(listed))
 
     limits = _size_limits(bundle)
 
@@ -582,18 +582,13 @@ async def shard_sizes(
     return measured
 
 
-async def _listed_sizes(fs: Any, folder: str, want: set[str]) -> dict[str, int]:
-    """Sizes of the files in *want* found in one listing of *folder*."""
-    try:
-        listing = await fs._ls(folder, detail=True)
-    except (FileNotFoundError, NotImplementedError, NotADirectoryError, ValueError):
-        return {}
-    sizes = {}
-    for entry in listing:
-        name = listing_key(entry["name"])
-        if name in want and entry.get("type") == "file" and entry.get("size") is not None:
-            sizes[name] = int(entry["size"])
-    return sizes
+def _file_sizes(listing: Mapping[str, Mapping[str, Any]], want: set[str]) -> dict[str, int]:
+    """Sizes of the files in *want* found in a folder's *listing* (:func:`list_folder`)."""
+    return {
+        name: int(entry["size"])
+        for name, entry in listing.items()
+        if name in want and entry.get("type") == "file" and entry.get("size") is not None
+    }
 
 
 def _agrees(bundle: Bundle, sizes: Mapping[str, int]) -> bool:

@@ -50,7 +50,7 @@ async def list_folder(fs: Any, json_path: str) -> dict[str, Mapping[str, Any]]:
     :class:`FoundBundle` then takes its weight bytes from the manifest.
     """
     try:
-        entries = await fs._ls(posixpath.dirname(json_path), detail=True)
+        entries = await fs._ls(folder_of(json_path), detail=True)
     except (OSError, NotImplementedError, ValueError):
         entries = []
     return {listing_key(e["name"]): e for e in entries}

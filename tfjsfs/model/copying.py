@@ -19,8 +19,9 @@ from typing import Any
 from fsspec.callbacks import DEFAULT_CALLBACK, Callback
 
 from .._util.concurrency import sync_twin
-from ..errors import BundleExistsError, FormatError, TFJSError, TransferError
+from ..errors import BundleExistsError, TFJSError, TransferError
 from ..format.artifacts import ModelArtifactsInfo, SaveResult
+from ..format.layouts import check_shard_size
 from ..io.resolve import resolve
 from ..io.transfer import copy_bundle, open_source, same_location
 from ..io.writer import DEFAULT_WRITE_CONCURRENCY
@@ -29,7 +30,6 @@ from .http import JSON_FIELD, WEIGHTS_FIELD
 from .removal import remove_model_async
 
 __all__ = [
-    "check_shard_size",
     "copy_model",
     "copy_model_async",
     "move_model",
@@ -43,14 +43,6 @@ def _options(
     storage_options: Mapping[str, Any] | None, side: Mapping[str, Any] | None
 ) -> dict[str, Any]:
     return {**dict(storage_options or {}), **dict(side or {})}
-
-
-def check_shard_size(shard_size: int | None) -> None:
-    """Reject a ``shard_size`` that is not a positive integer (None: keep the shards)."""
-    if shard_size is None:
-        return
-    if isinstance(shard_size, bool) or not isinstance(shard_size, int) or shard_size <= 0:
-        raise FormatError(f"shard_size must be a positive integer, got {shard_size!r}")
 
 
 def _split_destination(path: str, src_json: str) -> tuple[str, str]:

@@ -15,11 +15,10 @@ from fsspec.callbacks import DEFAULT_CALLBACK, Callback
 
 from ..._util.concurrency import gather_bounded, sync_twin
 from ...errors import TFJSError
-from ...format.layouts import MODEL_JSON
+from ...format.layouts import MODEL_JSON, check_shard_size
 from ...io.resolve import resolve
 from ...io.writer import DEFAULT_WRITE_CONCURRENCY
 from .. import bulk
-from ..copying import check_shard_size
 from ..discovery import find_bundles
 from ..removal import remove_model_async
 from .names import below, model_name, relative, selected, under
