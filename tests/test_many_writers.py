@@ -28,7 +28,11 @@ from tfjsfs.io.writer import RETIRED_PREFIX
 
 NAMES = ["alpha", "beta", "team/gamma"]
 UPLOADS_PER_NAME = 10
-GRACE = 3.0
+# The servers' grace period. Sweeps by several servers are safe only while every
+# upload writes its shards and publishes within it (README, "Running several
+# servers"); 3 s was exceeded by a storm of 30 uploads on a busy 2-core CI machine
+# (a sweep took an unpublished shard the upload then published).
+GRACE = 10.0
 EXTRA = 100_000  # float32 elements added to each upload (400 kB of weights)
 
 
